@@ -1,0 +1,40 @@
+"""Assemble the server: one sub-app per provider plus the control API, around a ``Mock``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from mockserver.control import build_control_app
+from mockserver.cors import install_cors
+from mockserver.mock import MOCK, Mock, build_mock
+from mockserver.settings import Settings
+
+MAX_REQUEST_BYTES = 110 * 1024**2
+"""aiohttp's body limit: large enough for the specs' 100 MiB uploads."""
+
+
+def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
+    """The aiohttp application: ``/<id>/...`` per provider (or one at the root) and ``/_mock/...``."""
+    mock = mock or build_mock(settings)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[MOCK] = mock
+    if settings.cors:
+        install_cors(app, settings)
+    app.add_subapp("/_mock", build_control_app(mock))
+    if settings.provider:
+        app.router.add_route("*", "/{tail:.*}", mock.providers[settings.provider].handle)
+    else:
+        for provider_id, service in mock.providers.items():
+            sub = web.Application(client_max_size=MAX_REQUEST_BYTES)
+            sub.router.add_route("*", "/{tail:.*}", service.handle)
+            app.add_subapp(f"/{provider_id}", sub)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        yield
+        for close in mock.services.extensions.get("shutdown_hooks", []):
+            await close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,51 @@
+"""Authentication: read a credential the way the spec's security schemes say, and look the key up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from mockserver.core.spec import Operation, SecurityScheme
+from mockserver.core.store import ApiKey, ProviderState
+from mockserver.errors import unauthorized
+
+
+def read_credential(scheme: SecurityScheme, headers: Mapping[str, str]) -> str | None:
+    """The credential a request carries for one scheme, or None."""
+    value = headers.get(scheme.header)
+    if not value:
+        return None
+    if scheme.kind == "bearer":
+        prefix, _, token = value.partition(" ")
+        return token.strip() or None if prefix.lower() == "bearer" else None
+    return value.strip() or None
+
+
+class Authenticator:
+    """Identifies the API key of a request under any of a provider's schemes."""
+
+    def __init__(self, schemes: Iterable[SecurityScheme]) -> None:
+        # One entry per distinct way of carrying a key, in declaration order.
+        self._schemes = tuple({(s.kind, s.header): s for s in schemes}.values())
+
+    def identify(self, headers: Mapping[str, str], state: ProviderState) -> ApiKey | None:
+        """The active key the request presents, if any (never raises)."""
+        for scheme in self._schemes:
+            credential = read_credential(scheme, headers)
+            if credential is not None:
+                key = state.keys.get(credential)
+                if key is not None and not key.revoked:
+                    return key
+        return None
+
+    def require(self, operation: Operation, key: ApiKey | None, headers: Mapping[str, str]) -> None:
+        """Raise 401 when the operation needs a key and the request has no valid one."""
+        if operation.public or key is not None:
+            return
+        presented = any(read_credential(s, headers) for s in operation.security)
+        if not presented:
+            how = " or ".join(
+                "'Authorization: Bearer <key>'" if s.kind == "bearer" else f"'{s.header}: <key>'"
+                for s in operation.security
+            )
+            raise unauthorized(f"Missing API key: send it as {how}.")
+        raise unauthorized("Invalid API key.")

@@ -1,0 +1,137 @@
+"""The contract between the core and a provider module: what a handler gets and what it returns."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from mockserver.core.clock import Clock
+from mockserver.core.spec import Operation, Spec
+from mockserver.core.store import ApiKey, ProviderState, Store
+from mockserver.core.textgen import TextGenerator
+from mockserver.core.validation import ValidRequest
+from mockserver.errors import ApiError
+from mockserver.settings import Settings
+
+
+class IdFactory:
+    """Fresh ids that are still deterministic under a seed: a digest of the seed and a counter."""
+
+    def __init__(self, text: TextGenerator) -> None:
+        self._text = text
+        self._counter = itertools.count()
+
+    def new(self, prefix: str, length: int = 24) -> str:
+        """``prefix`` followed by ``length`` hex characters."""
+        return prefix + self._text.short_id("id", next(self._counter), length=length)
+
+    def reset(self) -> None:
+        """Start the sequence over (after a state reset)."""
+        self._counter = itertools.count()
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared, provider-neutral machinery handed to every handler."""
+
+    settings: Settings
+    clock: Clock
+    store: Store
+    text: TextGenerator
+    ids: IdFactory
+    extensions: dict[str, Any] = field(default_factory=dict)
+    """Later-stage services (jobs, webhooks, files) registered by the app, by name."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One authenticated, validated request as a provider handler sees it."""
+
+    request: web.Request
+    operation: Operation
+    input: ValidRequest
+    key: ApiKey | None
+    state: ProviderState
+    services: Services
+    origin: str
+    """``scheme://host[:port]`` as the client reached us (proxy headers honoured)."""
+    base_url: str
+    """The provider's base URL as the client reached it (origin + mount prefix)."""
+
+    @property
+    def body(self) -> Any:
+        """The validated JSON body (or raw bytes for binary operations)."""
+        return self.input.body
+
+    def now(self) -> float:
+        """The mock's current time."""
+        return self.services.clock.now()
+
+
+@dataclass(slots=True)
+class JsonReply:
+    """A JSON response."""
+
+    body: Any
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BytesReply:
+    """A raw response (files)."""
+
+    data: bytes
+    content_type: str
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EventReply:
+    """A server-sent event stream: each item is a JSON-able payload or a literal string (``[DONE]``)."""
+
+    events: AsyncIterator[Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    on_close: Callable[[bool], Awaitable[None]] | None = None
+    """Called once when the stream ends: True if every event was sent, False if the client went away."""
+
+
+Reply = JsonReply | BytesReply | EventReply
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+class ProviderModule(Protocol):
+    """What a provider adds on top of the core: its envelope, its handlers, its listing."""
+
+    id: str
+
+    def handlers(self) -> Mapping[str, Handler]:
+        """Behaviour per operationId."""
+        ...
+
+    def render_error(self, error: ApiError) -> dict[str, Any]:
+        """The provider's error envelope for an error."""
+        ...
+
+    def describe(self, state: ProviderState) -> dict[str, Any]:
+        """Extra fields for ``/_mock/providers`` (``organization_id``, ``models``)."""
+        ...
+
+
+@dataclass(slots=True)
+class LoadedProvider:
+    """A provider module with its compiled spec."""
+
+    module: ProviderModule
+    spec: Spec
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the mock writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,48 @@
+"""A controllable clock: real time plus an offset that tests advance instantly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class Clock:
+    """Wall-clock time shifted by an offset; ``advance`` moves it forward and wakes every waiter."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._changed = asyncio.Event()
+
+    def now(self) -> float:
+        """Seconds since the epoch, as the mock sees them."""
+        return time.time() + self._offset
+
+    @property
+    def offset(self) -> float:
+        """How far the clock has been advanced beyond real time."""
+        return self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward (never back) and return the new time."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._offset += seconds
+        # Wake everyone sleeping on the clock; they re-check their deadline.
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return self.now()
+
+    def reset(self) -> None:
+        """Return to real time."""
+        self._offset = 0.0
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep until the mock's time reaches ``deadline``, waking early when the clock is advanced."""
+        while (remaining := deadline - self.now()) > 0:
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
+            except TimeoutError:
+                pass

@@ -1,0 +1,106 @@
+"""Deterministic, readable model output: the same seed and request always give the same text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from faker import Faker
+
+_TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+_STOPWORDS = frozenset(
+    ["about", "above", "after", "again", "also", "been", "before", "being", "between", "could", "does", "doing", "each", "explain", "from", "have", "having", "here", "into", "just", "more", "most", "other", "over", "please", "same", "should", "some", "such", "tell", "than", "that", "their", "them", "then", "there", "these", "they", "this", "those", "through", "very", "what", "when", "where", "which", "while", "with", "would", "write", "your", "hello"]
+)
+IMAGE_PART_TOKENS = 85
+"""Tokens counted for one image part, as OpenAI-style vision APIs bill a low-detail image."""
+MESSAGE_OVERHEAD_TOKENS = 4
+"""Tokens counted per message for its role and separators."""
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into tokens (a word or a punctuation mark with its leading space); they join back to it."""
+    return _TOKEN.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    """How many tokens a text is."""
+    return len(_TOKEN.findall(text))
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a content-part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def prompt_tokens(messages: Iterable[Any]) -> int:
+    """Tokens of a chat input: each message's text, images and per-message overhead."""
+    total = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        total += MESSAGE_OVERHEAD_TOKENS + count_tokens(message_text(content))
+        if isinstance(content, list):
+            total += IMAGE_PART_TOKENS * sum(
+                1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
+            )
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Generated text cut to the token budget."""
+
+    tokens: tuple[str, ...]
+    finish_reason: str
+
+    @property
+    def text(self) -> str:
+        """The completion's content."""
+        return "".join(self.tokens)
+
+
+def _topic(prompt: str) -> str:
+    words = [w for w in _WORD.findall(prompt) if w.lower() not in _STOPWORDS]
+    return " ".join(words[-3:]).lower() if words else ""
+
+
+class TextGenerator:
+    """Writes replies with Faker, seeded by the server seed and a digest of the request."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._faker = Faker("en_US")
+
+    def digest(self, *parts: Any) -> int:
+        """A stable integer for any JSON-able request parts (the seed included)."""
+        blob = json.dumps([self._seed, *parts], sort_keys=True, default=str, separators=(",", ":"))
+        return int.from_bytes(hashlib.blake2b(blob.encode(), digest_size=8).digest(), "big")
+
+    def reply(self, prompt: str, *, salt: Sequence[Any] = (), max_tokens: int | None = None) -> Completion:
+        """A reply to ``prompt``: a sentence on its topic and a few of Faker's, cut at ``max_tokens``."""
+        # Seeding and drawing happen without an await in between, so one shared Faker is safe.
+        self._faker.seed_instance(self.digest(prompt, *salt))
+        topic = _topic(prompt)
+        opening = f"Here is what I can tell you about {topic}." if topic else "Thanks for your message."
+        body = " ".join(self._faker.sentences(nb=self._faker.random_int(2, 6)))
+        tokens = tokenize(f"{opening} {body}")
+        if max_tokens is not None and len(tokens) > max_tokens:
+            return Completion(tuple(tokens[:max_tokens]), "length")
+        return Completion(tuple(tokens), "stop")
+
+    def short_id(self, *parts: Any, length: int = 24) -> str:
+        """A deterministic lowercase hex id derived from the seed and ``parts``."""
+        blob = json.dumps([self._seed, *parts], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -1,0 +1,92 @@
+"""Errors of the mock server.
+
+Internal exceptions share one root::
+
+    MockError            root of every exception the mock raises on purpose
+    ├── SpecError        a spec cannot be loaded or compiled (raised at start, never per request)
+    ├── FixtureError     the seed fixtures are missing or malformed (raised at start or on reset)
+    └── ApiError         an HTTP-facing error; pure data (status, kind, message, code, details), rendered
+                         into the provider's own envelope at one boundary (``core.pipeline``)
+
+``ErrorKind`` is the provider-neutral vocabulary the core speaks; each provider maps a kind to its own
+words (``type``, ``code``) in its envelope. A provider-specific code (e.g. Pahlavan's ``MODEL_NOT_FOUND``)
+travels in ``ApiError.code`` and wins over the mapping.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+
+class MockError(Exception):
+    """Root of the mock server's exceptions."""
+
+
+class SpecError(MockError):
+    """A spec cannot be loaded or compiled."""
+
+
+class FixtureError(MockError):
+    """The seed fixtures are missing or malformed."""
+
+
+class ErrorKind(enum.Enum):
+    """Provider-neutral kinds of HTTP-facing errors."""
+
+    INVALID_REQUEST = "invalid_request"
+    UNAUTHORIZED = "unauthorized"
+    PAYMENT_REQUIRED = "payment_required"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
+    UPSTREAM = "upstream"
+
+
+class ApiError(MockError):
+    """An error answered to the client: data, rendered by the provider's envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: ErrorKind,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status}, {self.kind.value}, {self.message!r}, code={self.code!r})"
+
+
+def invalid_request(message: str, **details: Any) -> ApiError:
+    """A 400 for input that breaks the contract."""
+    return ApiError(400, ErrorKind.INVALID_REQUEST, message, details=details)
+
+
+def unauthorized(message: str = "Invalid or missing API key.") -> ApiError:
+    """A 401 for a missing or unknown credential."""
+    return ApiError(401, ErrorKind.UNAUTHORIZED, message)
+
+
+def forbidden(message: str, *, code: str | None = None) -> ApiError:
+    """A 403 for a known credential that may not do this."""
+    return ApiError(403, ErrorKind.FORBIDDEN, message, code=code)
+
+
+def not_found(message: str, *, code: str | None = None, **details: Any) -> ApiError:
+    """A 404 for an unknown resource or route."""
+    return ApiError(404, ErrorKind.NOT_FOUND, message, code=code, details=details)

@@ -1,0 +1,62 @@
+"""The running mock's state and machinery, built once from settings, specs and fixtures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from mockserver.core.calls import IdFactory, LoadedProvider, Services
+from mockserver.core.clock import Clock
+from mockserver.core.faults import Faults
+from mockserver.core.journal import Journal
+from mockserver.core.pipeline import ProviderService
+from mockserver.core.ratelimit import RateLimiter
+from mockserver.core.spec import load_spec
+from mockserver.core.store import Store, read_seed_files
+from mockserver.core.textgen import TextGenerator
+from mockserver.providers import load_module
+from mockserver.resources import fixtures_dir, spec_path
+from mockserver.settings import Settings
+
+
+@dataclass(slots=True)
+class Mock:
+    """Everything a running mock holds; the control API and the pytest plugin work through it."""
+
+    settings: Settings
+    services: Services
+    limiter: RateLimiter
+    journal: Journal
+    faults: Faults
+    providers: dict[str, ProviderService]
+
+    def reset(self) -> None:
+        """Restore the seed state: store, clock, counters, journal and faults."""
+        self.services.store.reset()
+        self.services.clock.reset()
+        self.services.ids.reset()
+        self.limiter.reset()
+        self.journal.clear()
+        self.faults.clear()
+        for hook in self.services.extensions.get("reset_hooks", []):
+            hook()
+
+
+MOCK = web.AppKey("mock", Mock)
+
+
+def build_mock(settings: Settings) -> Mock:
+    """Load every served provider's spec, module and seed (once), ready to serve."""
+    provider_ids = settings.served_providers()
+    seeds = read_seed_files(settings.fixtures or fixtures_dir(), provider_ids)
+    clock = Clock()
+    text = TextGenerator(settings.seed)
+    services = Services(settings=settings, clock=clock, store=Store(seeds), text=text, ids=IdFactory(text))
+    limiter, journal, faults = RateLimiter(clock), Journal(), Faults()
+    providers: dict[str, ProviderService] = {}
+    for provider_id in provider_ids:
+        loaded = LoadedProvider(module=load_module(provider_id), spec=load_spec(spec_path(provider_id)))
+        mount = "" if settings.provider else f"/{provider_id}"
+        providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
+    return Mock(settings, services, limiter, journal, faults, providers)

@@ -1,0 +1,53 @@
+"""The `{"error": {"type", "message", "code"}}` envelope and chat handler StudioAICore and SpaceAI share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mockserver.core.calls import Call, EventReply, JsonReply, Reply
+from mockserver.core.chat import generate_chat
+from mockserver.errors import ApiError, ErrorKind, not_found
+
+ERROR_TYPES = {
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.UNAUTHORIZED: "authentication_error",
+    ErrorKind.PAYMENT_REQUIRED: "invalid_request_error",
+    ErrorKind.FORBIDDEN: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
+    ErrorKind.PAYLOAD_TOO_LARGE: "invalid_request_error",
+    ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
+    ErrorKind.INTERNAL: "server_error",
+    ErrorKind.UPSTREAM: "server_error",
+}
+
+
+def render_error(error: ApiError) -> dict[str, Any]:
+    """`{"error": {"type", "message", "code"}}` with ``code`` equal to the HTTP status."""
+    return {
+        "error": {
+            "type": error.code or ERROR_TYPES[error.kind],
+            "message": error.message,
+            "code": error.status,
+        }
+    }
+
+
+async def chat(call: Call, *, id_prefix: str, streaming: bool) -> Reply:
+    """A chat completion (or its SSE stream) for a known model."""
+    body = call.body
+    model = body["model"]
+    if model not in call.state.models:
+        raise not_found(f"The model '{model}' does not exist.", field="model")
+    result = generate_chat(
+        call, model=model, messages=body["messages"], max_tokens=body.get("max_tokens"), id_prefix=id_prefix
+    )
+    if streaming and body.get("stream"):
+        options = body.get("stream_options") or {}
+        return EventReply(result.chunks(include_usage=bool(options.get("include_usage"))))
+    return JsonReply(result.completion_body())
+
+
+def describe_models(call_state_models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``/_mock/providers`` fields: the model ids."""
+    return {"models": list(call_state_models)}

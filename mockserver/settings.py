@@ -1,0 +1,122 @@
+"""One frozen settings object: CLI and environment flow into it, and from it into the app."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from mockserver.resources import PROVIDER_IDS
+
+ResponseValidation = Literal["off", "warn", "strict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the mock server is configured with; built once, never mutated."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    seed: int = 0
+    provider: str | None = None
+    """Serve only this provider, at the root, instead of all five under ``/<id>``."""
+    rate_limit: int | None = None
+    """Requests per minute for every key, overriding the fixtures' per-key limits."""
+    fixtures: Path | None = None
+    """A folder laid out like the shipped ``fixtures/`` to seed from instead."""
+    cors: bool = True
+    cors_origins: tuple[str, ...] = ("*",)
+    tokens_per_second: float | None = None
+    """Streaming pace; ``None`` streams as fast as the client reads."""
+    job_speed: float = 1.0
+    """Job durations are divided by this factor (2.0 runs jobs twice as fast)."""
+    response_validation: ResponseValidation = "warn"
+    """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
+    providers: tuple[str, ...] = field(default=PROVIDER_IDS)
+
+    def served_providers(self) -> tuple[str, ...]:
+        """The provider ids this server answers for."""
+        return (self.provider,) if self.provider else self.providers
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m mockserver``."""
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="mockserver",
+        description="Serve mocks of the five AI-generation APIs, driven by their OpenAPI specs.",
+    )
+    parser.add_argument("--host", default=env.get("MOCKSERVER_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("MOCKSERVER_PORT", "8080")))
+    parser.add_argument("--seed", type=int, default=int(env.get("MOCKSERVER_SEED", "0")))
+    parser.add_argument("--provider", choices=PROVIDER_IDS, default=env.get("MOCKSERVER_PROVIDER") or None)
+    parser.add_argument(
+        "--rate-limit",
+        type=_positive_int,
+        metavar="RPM",
+        default=_positive_int(env["MOCKSERVER_RATE_LIMIT"]) if env.get("MOCKSERVER_RATE_LIMIT") else None,
+        help="requests per minute for every key (headers are still sent and counted)",
+    )
+    parser.add_argument("--fixtures", type=Path, metavar="PATH", default=env.get("MOCKSERVER_FIXTURES"))
+    parser.add_argument("--no-cors", dest="cors", action="store_false", help="do not send CORS headers")
+    parser.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="allowed browser origin (repeatable; default: any)",
+    )
+    parser.add_argument(
+        "--tokens-per-second",
+        type=_positive_float,
+        default=None,
+        help="pace streamed tokens like a real model (default: as fast as possible)",
+    )
+    parser.add_argument(
+        "--job-speed", type=_positive_float, default=1.0, help="divide every job duration by this factor"
+    )
+    parser.add_argument(
+        "--response-validation",
+        choices=("off", "warn", "strict"),
+        default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
+    )
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the command line (and ``MOCKSERVER_*`` variables) into settings."""
+    args = build_parser().parse_args(argv)
+    return Settings(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        provider=args.provider,
+        rate_limit=args.rate_limit,
+        fixtures=args.fixtures,
+        cors=args.cors,
+        cors_origins=tuple(args.cors_origins or ("*",)),
+        tokens_per_second=args.tokens_per_second,
+        job_speed=args.job_speed,
+        response_validation=args.response_validation,
+    )
