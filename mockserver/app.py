@@ -32,9 +32,9 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
             app.add_subapp(f"/{provider_id}", sub)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await mock.start()
         yield
-        for close in mock.services.extensions.get("shutdown_hooks", []):
-            await close()
+        await mock.stop()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -104,9 +104,8 @@ async def advance_clock(request: web.Request) -> web.Response:
     data = await _body(request)
     clock = _mock(request).services.clock
     now = clock.advance(float(_number(data, "seconds")))
-    # Let jobs and deliveries due by now run before answering, so tests see their effects.
-    for settle in _mock(request).services.extensions.get("settle_hooks", []):
-        await settle()
+    # Let jobs due by now finish before answering, so tests see their effects at once.
+    await _mock(request).services.jobs.settle()
     return _json({"now": now, "offset": clock.offset})
 
 
@@ -196,6 +195,4 @@ def build_control_app(mock: Mock) -> web.Application:
     app.router.add_post("/faults", add_fault)
     app.router.add_get("/faults", list_faults)
     app.router.add_delete("/faults", clear_faults)
-    for extend in mock.services.extensions.get("control_routes", []):
-        extend(app)
     return app

@@ -9,6 +9,7 @@ from aiohttp import web
 from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
 from mockserver.core.faults import Faults
+from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
 from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
@@ -39,8 +40,15 @@ class Mock:
         self.limiter.reset()
         self.journal.clear()
         self.faults.clear()
-        for hook in self.services.extensions.get("reset_hooks", []):
-            hook()
+        self.services.jobs.reset()
+
+    async def start(self) -> None:
+        """Start background machinery (the job loop); called from the app's startup."""
+        self.services.jobs.start()
+
+    async def stop(self) -> None:
+        """Stop background machinery cleanly; called on shutdown."""
+        await self.services.jobs.stop()
 
 
 MOCK = web.AppKey("mock", Mock)
@@ -52,7 +60,14 @@ def build_mock(settings: Settings) -> Mock:
     seeds = read_seed_files(settings.fixtures or fixtures_dir(), provider_ids)
     clock = Clock()
     text = TextGenerator(settings.seed)
-    services = Services(settings=settings, clock=clock, store=Store(seeds), text=text, ids=IdFactory(text))
+    services = Services(
+        settings=settings,
+        clock=clock,
+        store=Store(seeds),
+        text=text,
+        ids=IdFactory(text),
+        jobs=JobEngine(clock, Timing().scaled(settings.job_speed)),
+    )
     limiter, journal, faults = RateLimiter(clock), Journal(), Faults()
     providers: dict[str, ProviderService] = {}
     for provider_id in provider_ids:

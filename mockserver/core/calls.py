@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from mockserver.core.clock import Clock
+from mockserver.core.jobs import JobEngine
 from mockserver.core.spec import Operation, Spec
 from mockserver.core.store import ApiKey, ProviderState, Store
 from mockserver.core.textgen import TextGenerator
@@ -44,8 +45,7 @@ class Services:
     store: Store
     text: TextGenerator
     ids: IdFactory
-    extensions: dict[str, Any] = field(default_factory=dict)
-    """Later-stage services (jobs, webhooks, files) registered by the app, by name."""
+    jobs: JobEngine
 
 
 @dataclass(slots=True)
