@@ -1,0 +1,160 @@
+"""Benchmarks of the mock server, reported as ratios against a baseline measured in the same run.
+
+    python bench/run.py [--duration 10] [--rounds 2] [--streams 1000]
+
+1. Throughput: a non-streamed SpaceAI chat completion (authenticated, validated, rate-limited with a high
+   --rate-limit, response validation on) against a bare aiohttp handler returning a fixed completion;
+   `wrk -t1 -c32` against each, alternating, so both see the same machine load.
+2. Start-up: seconds from process start until the mock answers `GET /_mock/providers`.
+3. Peak memory: the mock's peak RSS (VmHWM) after the throughput runs.
+4. Streaming: N concurrent streamed completions with usage from one client process; all must end in
+   `[DONE]` with the full content; reports the wall time and the mock's peak RSS.
+
+Needs `wrk` (Debian package `wrk`). Only loopback is used; every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KEY = "sk-spaceai-mockkey-0001"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 32}
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float = 20.0) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def start_mock(port: int) -> tuple[subprocess.Popen[bytes], float]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mockserver",
+            "--port",
+            str(port),
+            "--rate-limit",
+            "100000000",
+            "--response-validation",
+            "warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until_up(f"http://127.0.0.1:{port}/_mock/providers")
+    return proc, time.perf_counter() - started
+
+
+def wrk(url: str, duration: int, script: Path) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c32", f"-d{duration}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 30,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if match is None or non2xx is not None:
+        raise RuntimeError(f"wrk run failed or saw errors:\n{out}")
+    return float(match.group(1))
+
+
+async def stream_many(base: str, count: int) -> tuple[float, int]:
+    import aiohttp
+
+    body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+
+    async def one(session: aiohttp.ClientSession) -> bool:
+        async with session.post(f"{base}/spaceai/v1/chat/completions", json=body, headers=headers) as resp:
+            text = await resp.text()
+        events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+        return resp.status == 200 and events[-1] == "[DONE]" and "usage" in json.loads(events[-2])
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(session) for _ in range(count)))
+        return time.perf_counter() - started, sum(results)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=1000)
+    args = parser.parse_args()
+
+    mock_port, bare_port = free_port(), free_port()
+    mock, startup = start_mock(mock_port)
+    bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
+    try:
+        time.sleep(0.5)  # the bare server has no GET route to poll; it starts in ~0.2 s
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+            fh.write(WRK_SCRIPT.format(body=json.dumps(BODY), key=KEY))
+            script = Path(fh.name)
+        path = "/spaceai/v1/chat/completions"
+        mock_rps: list[float] = []
+        bare_rps: list[float] = []
+        for _ in range(args.rounds):
+            bare_rps.append(wrk(f"http://127.0.0.1:{bare_port}{path}", args.duration, script))
+            mock_rps.append(wrk(f"http://127.0.0.1:{mock_port}{path}", args.duration, script))
+        mock_peak = peak_rss_mib(mock.pid)
+        stream_time, ok = asyncio.run(stream_many(f"http://127.0.0.1:{mock_port}", args.streams))
+        stream_peak = peak_rss_mib(mock.pid)
+    finally:
+        for proc in (mock, bare):
+            proc.terminate()
+            proc.wait(timeout=10)
+    best_mock, best_bare = max(mock_rps), max(bare_rps)
+    print(f"bare aiohttp req/s per round: {[round(r) for r in bare_rps]}")
+    print(f"mock (SpaceAI chat) req/s per round: {[round(r) for r in mock_rps]}")
+    print(f"throughput ratio mock/bare (best of {args.rounds}): {best_mock / best_bare:.2f}")
+    print(f"mock start-up: {startup:.2f} s; peak RSS after load: {mock_peak:.0f} MiB")
+    print(
+        f"{args.streams} concurrent streams: {ok} complete in {stream_time:.2f} s; peak RSS {stream_peak:.0f} MiB"
+    )
+    return 0 if ok == args.streams else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
