@@ -34,12 +34,20 @@ class SchemaValidator:
 
     def is_valid(self, instance: Any) -> bool:
         """True when the instance matches the schema."""
-        return bool(self._validator.is_valid(instance))
+        try:
+            return bool(self._validator.is_valid(instance))
+        except ValueError:  # nested past jsonschema_rs' recursion limit (255 levels)
+            return False
 
     def errors(self, instance: Any) -> Iterator[tuple[list[str | int], str]]:
         """Each violation as (path into the instance, message)."""
-        for error in self._validator.iter_errors(instance):
-            yield list(error.instance_path), str(error.message)
+        try:
+            for error in self._validator.iter_errors(instance):
+                yield list(error.instance_path), str(error.message)
+        except ValueError as exc:
+            # jsonschema_rs refuses values nested past its recursion limit (255 levels): that is bad
+            # input to reject, not a crash.
+            yield [], f"is nested too deeply to validate ({exc})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,8 @@ class RequestBody:
 
     required: bool
     media_types: Mapping[str, SchemaValidator | None]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """The JSON body's top-level ``default`` values, by property (the validator does not fill them in)."""
 
     def accepts_json(self) -> bool:
         """Whether a JSON body is declared."""
@@ -260,7 +270,13 @@ def _compile_operation(
             schema = media.get("schema")
             binary = media_type not in (JSON_MEDIA_TYPE,) or schema is None
             media_types[media_type] = None if binary else compiler.compile(schema)
-        body = RequestBody(required=bool(rb.get("required", False)), media_types=media_types)
+        json_schema = resolve(document, rb.get("content", {}).get(JSON_MEDIA_TYPE, {}).get("schema") or {})
+        properties = {name: resolve(document, p) for name, p in json_schema.get("properties", {}).items()}
+        body = RequestBody(
+            required=bool(rb.get("required", False)),
+            media_types=media_types,
+            defaults={name: p["default"] for name, p in properties.items() if "default" in p},
+        )
     responses: dict[str, ResponseSpec] = {}
     for status, response in raw.get("responses", {}).items():
         response = resolve(document, response)

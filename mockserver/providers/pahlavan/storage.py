@@ -1,0 +1,280 @@
+"""Pahlavan's R2-style storage: presign, PUT through a signed URL, commit, then signed temporary retrieval.
+
+Keys are laid out ``user/<account id>/<path>/YYYY/MM/DD/<id>-<filename>`` (``<path>`` omitted when absent;
+the date is the mock clock's, in UTC; ``<id>`` is short hex). An object is pending after its upload and
+becomes visible (signable, downloadable) only once committed. Upload and retrieval URLs are served by
+this mock and authorized by an HMAC signature in their query string, not by the API key:
+
+* upload:    ``HMAC("PUT\\n<key>\\n<expires>\\n<content_type>\\n<bytes>")``, 15 minutes of mock time;
+* retrieval: ``HMAC("GET\\n<key>\\n<expires>")``, ``expires_in`` seconds (spec default 3600).
+
+Objects live in ``state.table("storage_objects")``, so a state reset drops them. Neither keys nor
+signatures are ever logged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mockserver.core.calls import BytesReply, Call, Handler, JsonReply, Reply
+from mockserver.core.signing import UrlSigner, signed_url
+from mockserver.errors import ApiError, ErrorKind
+
+TABLE = "storage_objects"
+UPLOAD_TTL_SECONDS = 15 * 60
+"""How long a presigned upload URL stays valid (mock time)."""
+DEFAULT_URL_TTL_SECONDS = 3600
+"""Retrieval URL lifetime when the request gives none (the spec's ``expires_in`` default)."""
+UPLOAD_ROUTE = "/api/v1/storage/upload"
+DOWNLOAD_ROUTE = "/api/v1/storage/object"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;.*)?", re.DOTALL)
+
+
+@dataclass(slots=True)
+class StoredObject:
+    """One presigned object: its declared shape, its bytes once uploaded, and whether it is committed."""
+
+    key: str
+    account: str
+    content_type: str
+    declared_bytes: int
+    data: bytes | None = None
+    committed: bool = False
+
+
+# -- errors in Pahlavan's vocabulary (explicit codes, whatever the envelope's default mapping) ----------
+
+
+def _bad(message: str, field: str, location: str = "body") -> ApiError:
+    return ApiError(
+        400,
+        ErrorKind.INVALID_REQUEST,
+        message,
+        code="INVALID_REQUEST",
+        details={"field": field, "location": location},
+    )
+
+
+def _forbidden(message: str, code: str = "FORBIDDEN") -> ApiError:
+    return ApiError(403, ErrorKind.FORBIDDEN, message, code=code)
+
+
+def _not_found(message: str) -> ApiError:
+    return ApiError(404, ErrorKind.NOT_FOUND, message, code="NOT_FOUND")
+
+
+# -- input the schema cannot fully check ------------------------------------------------------------
+
+
+def check_filename(value: str, field: str) -> None:
+    """A single safe name: no separators, no control characters, not ``.``/``..`` (400 naming ``field``)."""
+    if not value or value in (".", ".."):
+        raise _bad(f"Invalid field '{field}': must be a file name, not empty, '.' or '..'.", field)
+    if "/" in value or "\\" in value:
+        raise _bad(f"Invalid field '{field}': a file name may not contain '/' or '\\'.", field)
+    if _CONTROL.search(value):
+        raise _bad(f"Invalid field '{field}': control characters are not allowed.", field)
+
+
+def check_path(value: str, field: str) -> None:
+    """A relative folder inside the caller's storage; path traversal and odd segments are 400s."""
+    if value.startswith("/"):
+        raise _bad(f"Invalid field '{field}': absolute paths are not allowed.", field)
+    if "\\" in value:
+        raise _bad(f"Invalid field '{field}': backslashes are not allowed.", field)
+    if _CONTROL.search(value):
+        raise _bad(f"Invalid field '{field}': control characters are not allowed.", field)
+    for segment in value.split("/"):
+        if not segment:
+            raise _bad(f"Invalid field '{field}': empty path segments are not allowed.", field)
+        if segment in (".", ".."):
+            raise _bad(f"Invalid field '{field}': '.' and '..' segments are not allowed.", field)
+
+
+def check_media_type(value: str, field: str) -> None:
+    """A ``type/subtype[; params]`` MIME type; it is signed and echoed as a header, so no control chars."""
+    if _CONTROL.search(value) or not _MEDIA_TYPE.fullmatch(value):
+        raise _bad(f"Invalid field '{field}': expected a MIME type such as 'image/png'.", field)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _signer(call: Call) -> UrlSigner:
+    return UrlSigner.for_seed(call.services.settings.seed, "storage")
+
+
+def _timestamp(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _objects(call: Call) -> dict[str, Any]:
+    return call.state.table(TABLE)
+
+
+def _account(call: Call) -> str:
+    assert call.key is not None  # storage operations other than the signed URLs require a key
+    return call.key.account
+
+
+def _new_key(call: Call, path: str | None, filename: str) -> str:
+    day = datetime.fromtimestamp(call.now(), UTC).strftime("%Y/%m/%d")
+    folder = f"{path}/" if path else ""
+    object_id = call.services.ids.new("", 12)
+    return f"user/{_account(call)}/{folder}{day}/{object_id}-{filename}"
+
+
+def _download_url(call: Call, key: str, expires_in: int) -> tuple[str, int]:
+    expires = int(call.now()) + expires_in
+    signature = _signer(call).sign("GET", key, expires)
+    url = signed_url(call.base_url + DOWNLOAD_ROUTE, key=key, expires=expires, signature=signature)
+    return url, expires
+
+
+def _owned(call: Call, key: str) -> StoredObject:
+    """The caller's object under ``key``: 403 when the key is in another account's space, else 404."""
+    account = _account(call)
+    own = {f"user/{account}/"}
+    if call.key is not None and call.key.organization:
+        own.add(f"org/{call.key.organization}/")
+    obj: StoredObject | None = _objects(call).get(key)
+    # A key in someone else's namespace is 403 whether or not it exists, so keys cannot be probed.
+    namespaced = key.startswith(("user/", "org/"))
+    if (obj is not None and obj.account != account) or (namespaced and not key.startswith(tuple(own))):
+        raise _forbidden("The storage key belongs to another account.")
+    if obj is None:
+        raise _not_found("No such storage object.")
+    return obj
+
+
+def _check_signature(call: Call, *fields: str | int) -> None:
+    query = call.input.query
+    if not _signer(call).verify(str(query["signature"]), *fields):
+        raise _forbidden("The URL signature does not match.", "INVALID_SIGNATURE")
+    if call.now() > int(query["expires"]):
+        raise _forbidden("The signed URL has expired.", "SIGNATURE_EXPIRED")
+
+
+# -- handlers --------------------------------------------------------------------------------------------
+
+
+async def presign_upload(call: Call) -> Reply:
+    """Reserve a key in the caller's storage and hand out a signed PUT URL bound to type and size."""
+    body = call.body
+    filename, content_type, size = str(body["filename"]), str(body["content_type"]), int(body["bytes"])
+    path = body.get("path")
+    check_filename(filename, "filename")
+    check_media_type(content_type, "content_type")
+    if path is not None:
+        check_path(str(path), "path")
+    key = _new_key(call, str(path) if path is not None else None, filename)
+    expires = int(call.now()) + UPLOAD_TTL_SECONDS
+    signature = _signer(call).sign("PUT", key, expires, content_type, size)
+    _objects(call)[key] = StoredObject(key, _account(call), content_type, size)
+    upload_url = signed_url(call.base_url + UPLOAD_ROUTE, key=key, expires=expires, signature=signature)
+    return JsonReply(
+        {
+            "key": key,
+            "upload_url": upload_url,
+            "method": "PUT",
+            "headers": {"Content-Type": content_type},
+            "expires_at": _timestamp(expires),
+            "max_bytes": size,
+        }
+    )
+
+
+async def upload_object(call: Call) -> Reply:
+    """Store the bytes of a presigned upload as pending; they must match the declared type and size."""
+    key = str(call.input.query["key"])
+    obj: StoredObject | None = _objects(call).get(key)
+    if obj is None:
+        raise _not_found("No upload was presigned for this key.")
+    _check_signature(call, "PUT", key, int(call.input.query["expires"]), obj.content_type, obj.declared_bytes)
+    if obj.committed:
+        raise _bad("The object is already committed; presign a new upload to replace it.", "key", "query")
+    sent_type = call.request.headers.get("Content-Type", "").strip()
+    if sent_type.lower() != obj.content_type.lower():
+        raise _bad(
+            f"Invalid header 'Content-Type': the upload was presigned for '{obj.content_type}'.",
+            "Content-Type",
+            "header",
+        )
+    data = call.input.raw_body
+    if len(data) > obj.declared_bytes:
+        raise ApiError(
+            413,
+            ErrorKind.PAYLOAD_TOO_LARGE,
+            f"The upload is {len(data)} bytes; {obj.declared_bytes} were declared at presign.",
+            code="PAYLOAD_TOO_LARGE",
+        )
+    if len(data) < obj.declared_bytes:
+        raise _bad(f"The upload is {len(data)} bytes; {obj.declared_bytes} were declared at presign.", "body")
+    obj.data = data  # a repeated upload before commit replaces the bytes
+    return JsonReply({"key": key, "bytes": len(data), "status": "uploaded"})
+
+
+async def commit_upload(call: Call) -> Reply:
+    """Make an uploaded object visible."""
+    obj = _owned(call, str(call.body["key"]))
+    if obj.data is None:
+        raise _not_found("Nothing was uploaded for this key yet.")
+    obj.committed = True
+    return JsonReply(
+        {"key": obj.key, "status": "committed", "bytes": len(obj.data), "content_type": obj.content_type}
+    )
+
+
+async def sign_url(call: Call) -> Reply:
+    """A temporary retrieval URL for a committed object of the caller's account."""
+    obj = _owned(call, str(call.body["key"]))
+    if not obj.committed:
+        raise _not_found("No committed storage object under this key.")
+    defaults = call.operation.body.defaults if call.operation.body is not None else {}
+    expires_in = int(call.body.get("expires_in", defaults.get("expires_in", DEFAULT_URL_TTL_SECONDS)))
+    url, expires = _download_url(call, obj.key, expires_in)
+    return JsonReply({"key": obj.key, "url": url, "expires_at": _timestamp(expires)})
+
+
+async def download_object(call: Call) -> Reply:
+    """The committed bytes behind a valid, unexpired retrieval signature, with their content type."""
+    key = str(call.input.query["key"])
+    # The signature is checked first: without it nobody learns whether a key exists.
+    _check_signature(call, "GET", key, int(call.input.query["expires"]))
+    obj: StoredObject | None = _objects(call).get(key)
+    if obj is None or not obj.committed or obj.data is None:
+        raise _not_found("No committed storage object under this key.")
+    # aiohttp refuses parameters (charset) in ``content_type``; the full value goes in as a header.
+    base_type = obj.content_type.split(";", 1)[0].strip()
+    return BytesReply(obj.data, base_type, headers={"Content-Type": obj.content_type})
+
+
+def storage_handlers() -> dict[str, Handler]:
+    """Behaviour of the storage operations, by operationId."""
+    return {
+        "presignUpload": presign_upload,
+        "uploadObject": upload_object,
+        "commitUpload": commit_upload,
+        "signUrl": sign_url,
+        "downloadObject": download_object,
+    }
+
+
+async def save_to_storage(
+    call: Call, data: bytes, content_type: str, filename: str, storage_path: str | None
+) -> str:
+    """Store and commit ``data`` for the key's account; a signed download URL for it."""
+    check_filename(filename, "filename")
+    check_media_type(content_type, "content_type")
+    if storage_path is not None:
+        check_path(storage_path, "settings.storagePath")
+    key = _new_key(call, storage_path, filename)
+    _objects(call)[key] = StoredObject(key, _account(call), content_type, len(data), data, committed=True)
+    url, _ = _download_url(call, key, DEFAULT_URL_TTL_SECONDS)
+    return url
