@@ -106,6 +106,8 @@ async def advance_clock(request: web.Request) -> web.Response:
     now = clock.advance(float(_number(data, "seconds")))
     # Let jobs due by now finish before answering, so tests see their effects at once.
     await _mock(request).services.jobs.settle()
+    # Likewise webhook attempts that became due (bounded by one attempt's timeout).
+    await _mock(request).services.webhooks.settle()
     return _json({"now": now, "offset": clock.offset})
 
 
@@ -182,6 +184,57 @@ async def clear_faults(request: web.Request) -> web.Response:
     return _json({"faults": []})
 
 
+async def get_file(request: web.Request) -> web.Response:
+    """``GET /_mock/files/{file_id}/{filename}``: a generated output, with its content type."""
+    stored = _mock(request).services.files.get(request.match_info["file_id"])
+    if stored is None or stored.filename != request.match_info["filename"]:
+        raise web.HTTPNotFound(text="no such file")
+    return web.Response(body=stored.data, content_type=stored.content_type)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """``GET /_mock/webhooks?provider=``: webhook deliveries and their attempts, oldest first."""
+    deliveries = _mock(request).services.webhooks.deliveries(request.query.get("provider"))
+    return _json({"deliveries": [d.public() for d in deliveries]})
+
+
+async def webhook_secrets(request: web.Request) -> web.Response:
+    """``GET /_mock/webhooks/secrets``: the signing secret of each key, for receivers to verify with."""
+    mock = _mock(request)
+    primary: dict[str, str] = {}
+    keys: list[dict[str, str]] = []
+    for provider_id, service in mock.providers.items():
+        if not service.spec.webhooks:
+            continue
+        state = mock.services.store[provider_id]
+        primary[provider_id] = mock.services.webhooks.secret_for(provider_id, state.primary_key().key)
+        for key in state.keys.values():
+            secret = mock.services.webhooks.secret_for(provider_id, key.key)
+            keys.append({"provider": provider_id, "key_id": key.key_id, "name": key.name, "secret": secret})
+    return _json({"secrets": primary, "keys": keys})
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    """``GET /_mock/webhooks/{delivery_id}``: one delivery."""
+    delivery = _mock(request).services.webhooks.get(request.match_info["delivery_id"])
+    if delivery is None:
+        raise web.HTTPNotFound(text="no such webhook delivery")
+    return _json(delivery.public())
+
+
+async def resend_webhook(request: web.Request) -> web.Response:
+    """``POST /_mock/webhooks/{delivery_id}/resend``: a new attempt series with the same webhook-id."""
+    webhooks = _mock(request).services.webhooks
+    delivery = webhooks.get(request.match_info["delivery_id"])
+    if delivery is None:
+        raise web.HTTPNotFound(text="no such webhook delivery")
+    if delivery.status == "pending":
+        raise ControlError(409, "the delivery is still pending; advance the clock to retry it")
+    webhooks.resend(delivery.id)
+    await webhooks.settle()
+    return _json(delivery.public(), 202)
+
+
 def build_control_app(mock: Mock) -> web.Application:
     """The ``/_mock`` sub-application."""
     app = web.Application(middlewares=[_errors])
@@ -195,4 +248,12 @@ def build_control_app(mock: Mock) -> web.Application:
     app.router.add_post("/faults", add_fault)
     app.router.add_get("/faults", list_faults)
     app.router.add_delete("/faults", clear_faults)
+    app.router.add_get("/files/{file_id}/{filename}", get_file)
+    app.router.add_get("/webhooks", list_webhooks)
+    app.router.add_get("/webhooks/secrets", webhook_secrets)
+    app.router.add_get("/webhooks/{delivery_id}", get_webhook)
+    app.router.add_post("/webhooks/{delivery_id}/resend", resend_webhook)
+    from mockserver.control_accounts import add_account_routes  # not at the top: it imports this module
+
+    add_account_routes(app)
     return app

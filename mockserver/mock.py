@@ -11,11 +11,13 @@ from mockserver.core.clock import Clock
 from mockserver.core.faults import Faults
 from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
+from mockserver.core.media import FileStore
 from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
 from mockserver.core.spec import load_spec
 from mockserver.core.store import Store, read_seed_files
 from mockserver.core.textgen import TextGenerator
+from mockserver.core.webhooks import WebhookDispatcher, compile_webhooks
 from mockserver.providers import load_module
 from mockserver.resources import fixtures_dir, spec_path
 from mockserver.settings import Settings
@@ -33,9 +35,16 @@ class Mock:
     providers: dict[str, ProviderService]
 
     def reset(self) -> None:
-        """Restore the seed state: store, clock, counters, journal and faults."""
+        """Restore the seed state: store, clock, counters, journal, faults and files.
+
+        Pending webhook deliveries keep running (their remaining wait is kept across the clock's jump);
+        finished ones leave the delivery log.
+        """
         self.services.store.reset()
+        before = self.services.clock.now()
         self.services.clock.reset()
+        self.services.webhooks.reset(clock_shift=self.services.clock.now() - before)
+        self.services.files.reset()
         self.services.ids.reset()
         self.limiter.reset()
         self.journal.clear()
@@ -43,12 +52,14 @@ class Mock:
         self.services.jobs.reset()
 
     async def start(self) -> None:
-        """Start background machinery (the job loop); called from the app's startup."""
+        """Start background machinery (the job loop, the webhook client); called from the app's startup."""
         self.services.jobs.start()
+        await self.services.webhooks.start()
 
     async def stop(self) -> None:
         """Stop background machinery cleanly; called on shutdown."""
         await self.services.jobs.stop()
+        await self.services.webhooks.stop()
 
 
 MOCK = web.AppKey("mock", Mock)
@@ -60,6 +71,13 @@ def build_mock(settings: Settings) -> Mock:
     seeds = read_seed_files(settings.fixtures or fixtures_dir(), provider_ids)
     clock = Clock()
     text = TextGenerator(settings.seed)
+    limiter, journal, faults = RateLimiter(clock), Journal(), Faults()
+
+    def webhook_violation(provider: str, event: str, problem: str) -> None:
+        if settings.response_validation != "off":
+            # A webhook has no response status; 0 marks the entry as an outgoing payload.
+            journal.violation(provider, event, 0, problem)
+
     services = Services(
         settings=settings,
         clock=clock,
@@ -67,11 +85,15 @@ def build_mock(settings: Settings) -> Mock:
         text=text,
         ids=IdFactory(text),
         jobs=JobEngine(clock, Timing().scaled(settings.job_speed)),
+        files=FileStore(),
+        webhooks=WebhookDispatcher(
+            clock, settings.seed, on_violation=webhook_violation, allowed_hosts=settings.webhook_hosts
+        ),
     )
-    limiter, journal, faults = RateLimiter(clock), Journal(), Faults()
     providers: dict[str, ProviderService] = {}
     for provider_id in provider_ids:
         loaded = LoadedProvider(module=load_module(provider_id), spec=load_spec(spec_path(provider_id)))
+        services.webhooks.register(provider_id, compile_webhooks(loaded.spec))
         mount = "" if settings.provider else f"/{provider_id}"
         providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
     return Mock(settings, services, limiter, journal, faults, providers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -35,6 +35,8 @@ class Settings:
     """Job durations are divided by this factor (2.0 runs jobs twice as fast)."""
     response_validation: ResponseValidation = "warn"
     """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
+    webhook_hosts: tuple[str, ...] | None = None
+    """Only deliver webhooks to these host names (``None``: any host)."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
 
     def served_providers(self) -> tuple[str, ...]:
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--job-speed", type=_positive_float, default=1.0, help="divide every job duration by this factor"
     )
     parser.add_argument(
+        "--webhook-host",
+        dest="webhook_hosts",
+        action="append",
+        metavar="HOST",
+        help="only deliver webhooks to this host (repeatable; default: any host)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -104,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     """Parse the command line (and ``MOCKSERVER_*`` variables) into settings."""
     args = build_parser().parse_args(argv)
     return Settings(
@@ -119,4 +128,5 @@ def settings_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str]
         tokens_per_second=args.tokens_per_second,
         job_speed=args.job_speed,
         response_validation=args.response_validation,
+        webhook_hosts=tuple(args.webhook_hosts) if args.webhook_hosts else None,
     )

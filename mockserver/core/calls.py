@@ -12,10 +12,12 @@ from aiohttp import web
 
 from mockserver.core.clock import Clock
 from mockserver.core.jobs import JobEngine
+from mockserver.core.media import FileStore
 from mockserver.core.spec import Operation, Spec
 from mockserver.core.store import ApiKey, ProviderState, Store
 from mockserver.core.textgen import TextGenerator
 from mockserver.core.validation import ValidRequest
+from mockserver.core.webhooks import WebhookDispatcher
 from mockserver.errors import ApiError
 from mockserver.settings import Settings
 
@@ -46,6 +48,8 @@ class Services:
     text: TextGenerator
     ids: IdFactory
     jobs: JobEngine
+    files: FileStore
+    webhooks: WebhookDispatcher
 
 
 @dataclass(slots=True)
@@ -133,5 +137,11 @@ class LoadedProvider:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, as the mock writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, as the mock writes it (always encodable as UTF-8)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate echoed from a client's "\ud800" escape has no UTF-8 form: escape it instead.
+        return json.dumps(value, separators=(",", ":"))
+    return text

@@ -1,0 +1,375 @@
+"""At-least-once webhook delivery, signed the Standard Webhooks way, retried on the mock's clock.
+
+Every delivery is a POST of compact JSON with ``webhook-id`` (the same on every attempt, so receivers can
+de-duplicate), ``webhook-timestamp`` (epoch seconds of the mock clock at the attempt) and
+``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` keyed with the base64-decoded
+part of a ``whsec_...`` secret. A 2xx acknowledges; anything else (another status, a connection error, a
+timeout) is retried with exponential backoff and full jitter, drawn from a generator seeded by the server
+seed and the delivery id, until the attempts run out. Backoff waits sleep on the mock clock, so advancing it
+triggers retries at once; ``settle`` lets the control API answer only after the due attempts were made.
+
+A state reset keeps pending deliveries running (at-least-once: what was promised is still delivered) and
+keeps them listed; it forgets finished ones, as it forgets the request journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from mockserver.core.clock import Clock
+from mockserver.core.spec import JSON_MEDIA_TYPE, SchemaValidator, Spec, resolve
+
+log = logging.getLogger("mockserver.webhooks")
+
+USER_AGENT = "mockserver-webhooks"
+SECRET_PREFIX = "whsec_"
+MAX_LOGGED = 1000
+"""Finished deliveries kept in the log (pending ones are always kept)."""
+
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
+ViolationSink = Callable[[str, str, str], None]
+"""Called with (provider, event, problem) when a payload breaks its spec."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry: exponential backoff with full jitter, bounded attempts."""
+
+    max_attempts: int = 6
+    base_seconds: float = 2.0
+    factor: float = 2.0
+    cap_seconds: float = 60.0
+    attempt_timeout: float = 5.0
+    """Real seconds one attempt may take before it counts as timed out."""
+
+    def delay(self, failed_attempts: int, rng: random.Random) -> float:
+        """Seconds to wait after the n-th failure: uniform in [0, min(cap, base * factor^(n-1))]."""
+        ceiling = min(self.cap_seconds, self.base_seconds * self.factor ** (failed_attempts - 1))
+        return rng.uniform(0.0, ceiling)
+
+
+def signing_secret(seed: int, provider: str, api_key: str) -> str:
+    """The ``whsec_`` secret deliveries for one API key are signed with (stable under a seed)."""
+    digest = hmac.new(str(seed).encode(), f"{provider}:{api_key}".encode(), hashlib.sha256).digest()
+    return SECRET_PREFIX + base64.b64encode(digest).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of ``"<id>.<timestamp>.<body>"``."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    mac = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def compile_webhooks(spec: Spec) -> dict[str, SchemaValidator]:
+    """Validators of each webhook's JSON payload, by webhook name and by its operationId."""
+    components = spec.document.get("components", {})
+    validators: dict[str, SchemaValidator] = {}
+    for name, item in spec.webhooks.items():
+        operation = resolve(spec.document, item).get("post") or {}
+        body = resolve(spec.document, operation.get("requestBody") or {})
+        schema = body.get("content", {}).get(JSON_MEDIA_TYPE, {}).get("schema")
+        if schema is not None:
+            validator = SchemaValidator(schema, components)
+            validators[name] = validator
+            validators[str(operation.get("operationId", name))] = validator
+    return validators
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at delivering."""
+
+    number: int
+    time: float
+    status: int | None
+    latency_ms: float
+    error: str | None
+    backoff_seconds: float | None = None
+    """The drawn wait before the retry after this attempt (None when none follows)."""
+    next_attempt_at: float | None = None
+    """When the retry after this attempt is due (None when none follows)."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One webhook message and its attempts."""
+
+    id: str
+    provider: str
+    event: str
+    url: str
+    payload: dict[str, Any]
+    body: str
+    secret: str = field(repr=False)
+    created_at: float
+    rng: random.Random = field(repr=False)
+    status: DeliveryStatus = "pending"
+    attempts: list[Attempt] = field(default_factory=list)
+    next_attempt_at: float | None = None
+    series_start: int = 0
+    """Index of the first attempt of the current series (a manual re-send starts a new one)."""
+    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        """What the control API shows (never the secret)."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "event": self.event,
+            "url": self.url,
+            "status": self.status,
+            "created_at": self.created_at,
+            "next_attempt_at": self.next_attempt_at,
+            "attempts": [
+                {
+                    "number": a.number,
+                    "time": a.time,
+                    "status": a.status,
+                    "latency_ms": a.latency_ms,
+                    "error": a.error,
+                    "backoff_seconds": a.backoff_seconds,
+                    "next_attempt_at": a.next_attempt_at,
+                }
+                for a in self.attempts
+            ],
+            "payload": self.payload,
+        }
+
+
+class WebhookDispatcher:
+    """Schedules, signs, sends and retries webhook deliveries; keeps their log."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        seed: int,
+        policy: RetryPolicy | None = None,
+        on_violation: ViolationSink | None = None,
+        allowed_hosts: tuple[str, ...] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._seed = seed
+        self._allowed_hosts = allowed_hosts
+        self.policy = policy or RetryPolicy()
+        self._on_violation = on_violation
+        self._schemas: dict[tuple[str, str], SchemaValidator] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._progress = asyncio.Event()
+        self._counter = 0
+
+    # -- configuration and lifecycle --------------------------------------------------------------
+
+    def register(self, provider: str, validators: Mapping[str, SchemaValidator]) -> None:
+        """Check payloads of ``provider``'s events against these schemas (from its spec)."""
+        for event, validator in validators.items():
+            self._schemas[(provider, event)] = validator
+
+    def secret_for(self, provider: str, api_key: str) -> str:
+        """The signing secret of deliveries caused by requests with ``api_key``."""
+        return signing_secret(self._seed, provider, api_key)
+
+    async def start(self) -> None:
+        """Open the HTTP client session (from the app's startup)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+
+    async def stop(self) -> None:
+        """Cancel every delivery task and close the session (pending deliveries stay pending)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def reset(self, clock_shift: float = 0.0) -> None:
+        """Forget finished deliveries; keep pending ones, moving their next attempt by ``clock_shift``."""
+        for delivery_id, delivery in list(self._deliveries.items()):
+            if delivery.status != "pending":
+                del self._deliveries[delivery_id]
+            elif delivery.next_attempt_at is not None:
+                # The clock jumped (back to real time): keep the remaining wait, not the absolute deadline.
+                delivery.next_attempt_at += clock_shift
+                delivery.wake.set()
+
+    # -- deliveries -------------------------------------------------------------------------------
+
+    def deliver(
+        self, url: str, payload: dict[str, Any], *, secret: str, provider: str, event: str
+    ) -> Delivery:
+        """Schedule a delivery of ``payload`` to ``url`` now; returns it at once (status ``pending``)."""
+        self._check(provider, event, payload)
+        self._counter += 1
+        digest = hashlib.blake2b(f"{self._seed}:{self._counter}".encode(), digest_size=12).hexdigest()
+        delivery = Delivery(
+            id="msg_" + digest,
+            provider=provider,
+            event=event,
+            url=url,
+            payload=payload,
+            body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+            secret=secret,
+            created_at=self._clock.now(),
+            rng=random.Random(f"{self._seed}:{digest}"),
+        )
+        self._deliveries[delivery.id] = delivery
+        self._prune()
+        self._launch(delivery)
+        return delivery
+
+    def resend(self, delivery_id: str) -> Delivery | None:
+        """Start a new attempt series for a finished delivery, with the same ``webhook-id``."""
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None or delivery.status == "pending":
+            return delivery
+        delivery.status = "pending"
+        delivery.series_start = len(delivery.attempts)
+        self._launch(delivery)
+        return delivery
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        """A delivery by id."""
+        return self._deliveries.get(delivery_id)
+
+    def deliveries(self, provider: str | None = None) -> list[Delivery]:
+        """Deliveries, oldest first, optionally of one provider."""
+        return [d for d in self._deliveries.values() if provider is None or d.provider == provider]
+
+    async def settle(self, within: float | None = None) -> None:
+        """Wait until every delivery due by the clock has made its attempt (for at most ``within`` s)."""
+        limit = self.policy.attempt_timeout + 1.0 if within is None else within
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                while self._due():
+                    self._progress.clear()
+                    await self._progress.wait()
+
+    def _due(self) -> bool:
+        now = self._clock.now()
+        return any(
+            d.status == "pending" and d.next_attempt_at is not None and d.next_attempt_at <= now
+            for d in self._deliveries.values()
+        )
+
+    def _check(self, provider: str, event: str, payload: dict[str, Any]) -> None:
+        validator = self._schemas.get((provider, event))
+        if validator is None or self._on_violation is None:
+            return
+        for path, message in validator.errors(payload):
+            where = "/".join(map(str, path)) or "(root)"
+            self._on_violation(provider, event, f"webhook payload {where}: {message}")
+            log.warning("%s %s webhook payload outside its spec: %s: %s", provider, event, where, message)
+            return
+
+    def _prune(self) -> None:
+        finished = [d.id for d in self._deliveries.values() if d.status != "pending"]
+        for delivery_id in finished[: max(0, len(finished) - MAX_LOGGED)]:
+            del self._deliveries[delivery_id]
+
+    def _launch(self, delivery: Delivery) -> None:
+        delivery.next_attempt_at = self._clock.now()
+        task = asyncio.get_running_loop().create_task(self._run(delivery), name=f"webhook-{delivery.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the delivery loop ------------------------------------------------------------------------
+
+    async def _run(self, delivery: Delivery) -> None:
+        while delivery.status == "pending":
+            await self._wait_until_due(delivery)
+            attempt = await self._attempt(delivery)
+            made = len(delivery.attempts) + 1 - delivery.series_start
+            if attempt.error is None:
+                delivery.status = "succeeded"
+                delivery.next_attempt_at = None
+            elif made >= self.policy.max_attempts:
+                delivery.status = "failed"
+                delivery.next_attempt_at = None
+            else:
+                attempt.backoff_seconds = self.policy.delay(made, delivery.rng)
+                # From the clock after the attempt: it may have been advanced or reset meanwhile.
+                delivery.next_attempt_at = self._clock.now() + attempt.backoff_seconds
+                attempt.next_attempt_at = delivery.next_attempt_at
+            delivery.attempts.append(attempt)
+            self._progress.set()
+        log.info(
+            "webhook %s to %s %s after %d attempt(s)",
+            delivery.id,
+            urlsplit(delivery.url).hostname,
+            delivery.status,
+            len(delivery.attempts),
+        )
+
+    async def _wait_until_due(self, delivery: Delivery) -> None:
+        while delivery.next_attempt_at is not None and delivery.next_attempt_at > self._clock.now():
+            delivery.wake.clear()
+            sleeper = asyncio.ensure_future(self._clock.sleep_until(delivery.next_attempt_at))
+            waker = asyncio.ensure_future(delivery.wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (sleeper, waker):
+                    waiter.cancel()
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    async def _attempt(self, delivery: Delivery) -> Attempt:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        number = len(delivery.attempts) + 1
+        at = self._clock.now()
+        timestamp = int(at)
+        headers = {
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(delivery.secret, delivery.id, timestamp, delivery.body),
+            "Content-Type": JSON_MEDIA_TYPE,
+        }
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        host = urlsplit(delivery.url).hostname or ""
+        if self._allowed_hosts is not None and host not in self._allowed_hosts:
+            # Refused before any connection or DNS lookup: test runs must only ever reach allowed hosts.
+            error = f"host {host!r} is not an allowed webhook host"
+            return Attempt(number=number, time=at, status=None, latency_ms=0.0, error=error)
+        try:
+            async with self._session.post(
+                delivery.url,
+                data=delivery.body.encode(),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.policy.attempt_timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                await response.read()
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except TimeoutError:
+            error = f"timed out after {self.policy.attempt_timeout:g} s"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:
+            # Anything else (a malformed URL, ...) is a failed attempt too, never a dead delivery loop.
+            error = f"{type(exc).__name__}: {exc}"
+        latency = round((time.perf_counter() - started) * 1000, 3)
+        return Attempt(number=number, time=at, status=status, latency_ms=latency, error=error)

@@ -1,0 +1,203 @@
+"""Artificial Studio: run a tool, poll the generation, or get it POSTed to a webhook when it finishes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema_rs
+
+from mockserver.core.calls import Call, Handler, JsonReply, Reply, Services
+from mockserver.core.jobs import FAIL_MARKER, Job, JobState
+from mockserver.core.media import (
+    JPEG,
+    MP4,
+    PNG,
+    StoredFile,
+    render_image,
+    render_thumbnail,
+    render_video,
+    video_poster,
+)
+from mockserver.core.store import ProviderState
+from mockserver.errors import ApiError, ErrorKind, invalid_request, not_found
+
+WEBHOOK_EVENT = "generationCompleted"
+"""The spec's ``webhooks`` entry a finished generation is delivered as."""
+
+ERROR_CODES = {
+    ErrorKind.INVALID_REQUEST: "invalid_request",
+    ErrorKind.UNAUTHORIZED: "unauthorized",
+    ErrorKind.PAYMENT_REQUIRED: "payment_required",
+    ErrorKind.FORBIDDEN: "forbidden",
+    ErrorKind.NOT_FOUND: "not_found",
+    ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
+    ErrorKind.PAYLOAD_TOO_LARGE: "payload_too_large",
+    ErrorKind.RATE_LIMITED: "rate_limited",
+    ErrorKind.INTERNAL: "internal_error",
+    ErrorKind.UPSTREAM: "internal_error",
+}
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
+# The spec's ``webhook: {format: uri}``; the request validator does not check formats, so check it here.
+_URI = jsonschema_rs.validator_for({"type": "string", "format": "uri"}, validate_formats=True)
+
+
+def iso_millis(timestamp: float) -> str:
+    """``2024-01-15T10:30:00.000Z``: ISO-8601 in UTC with milliseconds, as the document shows."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Generation:
+    """One run of a tool and, once it finished, its outputs."""
+
+    id: str
+    account: str
+    tool: str
+    kind: str
+    prompt: str
+    created_at: float
+    status: str = "processing"
+    output: StoredFile | None = None
+    thumbnail: StoredFile | None = None
+    error: str | None = None
+
+    def body(self, services: Services, origin: str) -> dict[str, Any]:
+        """The Generation object, with file URLs under ``origin``."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "tool": self.tool,
+            "createdAt": iso_millis(self.created_at),
+        }
+        if self.output is not None:
+            body["output"] = services.files.url(origin, self.output)
+            body["type"] = self.kind
+        if self.thumbnail is not None:
+            body["thumbnail"] = services.files.url(origin, self.thumbnail)
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+def _render(generation: Generation, seed: int) -> tuple[tuple[bytes, str, str], tuple[bytes, str, str]]:
+    """The output and thumbnail files (bytes, content type, filename) of a generation's tool kind."""
+    if generation.kind == "video":
+        video = render_video(generation.prompt, seed)
+        poster = render_thumbnail(video_poster(generation.prompt, seed))
+        return (video, MP4, f"{generation.id}.mp4"), (poster, JPEG, f"{generation.id}.jpg")
+    image = render_image(generation.prompt, seed)
+    return (image, PNG, f"{generation.id}.png"), (render_thumbnail(image), JPEG, f"{generation.id}.jpg")
+
+
+class ArtificialStudio:
+    """Artificial Studio's quirks: raw-key auth, 24-hex ids, `processing`/`success`/`failed`, webhooks."""
+
+    id = "artificialstudio"
+
+    def handlers(self) -> Mapping[str, Handler]:
+        """Behaviour per operationId."""
+        return {"createRun": self.create_run, "getGeneration": self.get_generation}
+
+    async def create_run(self, call: Call) -> Reply:
+        """Start a generation: answered at once with status ``processing``."""
+        assert call.key is not None
+        body = call.body
+        tools = {str(t["id"]): t for t in call.state.extra.get("tools") or []}
+        tool = tools.get(body["tool"])
+        if tool is None:
+            raise not_found(f"Unknown tool: {body['tool']}", field="tool")
+        webhook = body.get("webhook")
+        if webhook is not None and not _URI.is_valid(webhook):
+            raise invalid_request(f"Invalid body field 'webhook': {webhook!r} is not a URI", field="webhook")
+        services = call.services
+        prompt = str(body["input"]["prompt"])
+        generation = Generation(
+            id=services.ids.new("", 24),
+            account=call.key.account,
+            tool=str(tool["id"]),
+            kind=str(tool.get("type", "image")),
+            prompt=prompt,
+            created_at=call.now(),
+        )
+        call.state.table("generations")[generation.id] = generation
+        # The finish callback runs outside any request: keep what it needs from this one.
+        secret = services.webhooks.secret_for(self.id, call.key.key) if webhook else ""
+        origin = call.origin
+
+        def finish(job: Job) -> None:
+            self._finish(services, generation, job, webhook, secret, origin)
+
+        services.jobs.submit(
+            self.id,
+            generation.id,
+            owner=call.key.account,
+            failing_tasks=frozenset({0}) if FAIL_MARKER in prompt else frozenset(),
+            on_finish=finish,
+        )
+        return JsonReply(
+            {
+                "id": generation.id,
+                "status": "processing",
+                "tool": generation.tool,
+                "createdAt": iso_millis(generation.created_at),
+            }
+        )
+
+    def _finish(
+        self,
+        services: Services,
+        generation: Generation,
+        job: Job,
+        webhook: str | None,
+        secret: str,
+        origin: str,
+    ) -> None:
+        if services.jobs.view(job).state is JobState.FAILED:
+            generation.error = (
+                f"The generation failed: the prompt contains the failure marker '{FAIL_MARKER}'."
+            )
+            generation.status = "failed"
+        else:
+            # Rendered in line (about 10 ms), not in a thread: the callback never yields, so whoever
+            # settles or polls the job sees the outputs (and the webhook is scheduled) when it returns.
+            output, thumbnail = _render(generation, services.settings.seed)
+            generation.output = services.files.put(*output)
+            generation.thumbnail = services.files.put(*thumbnail)
+            generation.status = "success"
+        if webhook:
+            services.webhooks.deliver(
+                webhook,
+                generation.body(services, origin),
+                secret=secret,
+                provider=self.id,
+                event=WEBHOOK_EVENT,
+            )
+
+    async def get_generation(self, call: Call) -> Reply:
+        """A generation of the caller's account: ``processing`` until its job finished."""
+        assert call.key is not None
+        generation_id = call.input.path["id"]
+        generation = call.state.table("generations").get(generation_id)
+        # Another account's generation is indistinguishable from a missing one.
+        if not isinstance(generation, Generation) or generation.account != call.key.account:
+            raise not_found("Generation not found")
+        job = call.services.jobs.get(self.id, generation_id)
+        if job is not None:
+            await call.services.jobs.finish(job)
+        return JsonReply(generation.body(call.services, call.origin))
+
+    def render_error(self, error: ApiError) -> dict[str, Any]:
+        """`{"error": "<message>", "code": "<snake_case>"}`."""
+        code = error.code if error.code and _SNAKE_CASE.match(error.code) else ERROR_CODES[error.kind]
+        return {"error": error.message, "code": code}
+
+    def describe(self, state: ProviderState) -> dict[str, Any]:
+        """The tool ids, listed as models."""
+        return {"models": [str(t["id"]) for t in state.extra.get("tools") or []]}
+
+
+PROVIDER = ArtificialStudio()

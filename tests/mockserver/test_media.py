@@ -1,0 +1,189 @@
+"""Generated outputs: real PNG/JPEG/MP4 files, deterministic under a seed, served under /_mock/files."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import av
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from mockserver.app import create_app
+from mockserver.core.media import (
+    JPEG,
+    MP4,
+    PNG,
+    FileStore,
+    render_image,
+    render_thumbnail,
+    render_video,
+    video_poster,
+)
+from mockserver.mock import MOCK, Mock
+from mockserver.settings import Settings
+
+PROMPT = "A futuristic city at sunset, cyberpunk style, neon lights"
+RENDER_BUDGET_MS = 50.0
+
+
+def open_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def count_frames(data: bytes) -> tuple[str, int, tuple[int, int]]:
+    """Codec name, decoded frame count and frame size of an MP4."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        return stream.codec_context.name, len(frames), (frames[0].width, frames[0].height)
+
+
+def best_ms(render: Callable[[], bytes], runs: int = 5) -> float:
+    """The fastest of a few runs, in milliseconds (the first warms caches)."""
+    render()
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        render()
+        timings.append((time.perf_counter() - started) * 1000)
+    return min(timings)
+
+
+# -- renderers --------------------------------------------------------------------------------------
+
+
+def test_image_is_a_png_of_the_requested_size() -> None:
+    image = open_image(render_image(PROMPT, 0))
+    assert image.format == "PNG"
+    assert image.size == (512, 512)
+    assert open_image(render_image(PROMPT, 0, width=320, height=200)).size == (320, 200)
+
+
+def test_image_depends_on_prompt_and_seed_only() -> None:
+    assert render_image(PROMPT, 0) == render_image(PROMPT, 0)
+    assert render_image(PROMPT, 0) != render_image(PROMPT, 1)
+    assert render_image(PROMPT, 0) != render_image(PROMPT + "!", 0)
+    # Not just metadata: the pixels differ.
+    first, second = open_image(render_image("a red fox", 3)), open_image(render_image("a blue whale", 3))
+    assert first.tobytes() != second.tobytes()
+
+
+def test_thumbnail_is_a_small_jpeg() -> None:
+    thumb = open_image(render_thumbnail(render_image(PROMPT, 0)))
+    assert thumb.format == "JPEG"
+    assert max(thumb.size) == 128
+    assert max(open_image(render_thumbnail(render_image(PROMPT, 0), size=64)).size) == 64
+
+
+def test_video_is_an_h264_mp4_with_the_requested_frames() -> None:
+    data = render_video(PROMPT, 0)
+    assert data[4:8] == b"ftyp"
+    assert count_frames(data) == ("h264", 16, (128, 128))
+    assert count_frames(render_video(PROMPT, 0, seconds=1, fps=4, size=64)) == ("h264", 4, (64, 64))
+
+
+def test_video_depends_on_prompt_and_seed_only() -> None:
+    assert render_video(PROMPT, 0) == render_video(PROMPT, 0)
+    assert render_video(PROMPT, 0) != render_video(PROMPT, 1)
+    assert render_video(PROMPT, 0) != render_video("something else", 0)
+    assert open_image(video_poster(PROMPT, 0)).size == (128, 128)
+
+
+@pytest.mark.parametrize(
+    "render",
+    [
+        pytest.param(lambda: render_image(PROMPT, 7), id="image"),
+        pytest.param(lambda: render_thumbnail(render_image(PROMPT, 7)), id="image+thumbnail"),
+        pytest.param(lambda: render_video(PROMPT, 7), id="video"),
+    ],
+)
+def test_renders_are_fast(render: Callable[[], bytes]) -> None:
+    assert best_ms(render) < RENDER_BUDGET_MS
+
+
+# -- the store --------------------------------------------------------------------------------------
+
+
+def test_store_gives_unique_ids_and_forgets_on_reset() -> None:
+    store = FileStore()
+    first = store.put(b"one", PNG, "a.png")
+    second = store.put(b"one", PNG, "a.png")
+    assert first.id != second.id
+    assert all(c in "0123456789abcdef" for c in first.id)
+    assert store.get(first.id) == first
+    assert store.url("http://h:1", first) == f"http://h:1/_mock/files/{first.id}/a.png"
+    store.reset()
+    assert store.get(first.id) is None
+    # Ids handed out before a reset never name a new file.
+    assert store.put(b"two", PNG, "a.png").id not in {first.id, second.id}
+
+
+# -- served over HTTP -------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    session: aiohttp.ClientSession
+    origin: str
+    mock: Mock
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    settings = Settings(providers=("artificialstudio",), response_validation="strict")
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Server(session, f"http://127.0.0.1:{port}", app[MOCK])
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "filename", "make"),
+    [
+        (PNG, "out.png", lambda: render_image(PROMPT, 0)),
+        (JPEG, "thumb.jpg", lambda: render_thumbnail(render_image(PROMPT, 0))),
+        (MP4, "clip.mp4", lambda: render_video(PROMPT, 0)),
+    ],
+)
+async def test_files_are_served_with_their_content_type(
+    server: Server, content_type: str, filename: str, make: Callable[[], bytes]
+) -> None:
+    data = make()
+    stored = server.mock.services.files.put(data, content_type, filename)
+    url = server.mock.services.files.url(server.origin, stored)
+    async with server.session.get(url) as resp:
+        assert resp.status == 200
+        assert resp.content_type == content_type
+        assert await resp.read() == data
+
+
+async def test_unknown_files_are_404_json(server: Server) -> None:
+    stored = server.mock.services.files.put(b"x", PNG, "out.png")
+    for path in ("/_mock/files/0123456789abcdef/out.png", f"/_mock/files/{stored.id}/other.png"):
+        async with server.session.get(server.origin + path) as resp:
+            assert resp.status == 404
+            body = await resp.json()
+            assert body["error"]["code"] == "not_found"
+
+
+async def test_reset_forgets_files(server: Server) -> None:
+    stored = server.mock.services.files.put(b"x", PNG, "out.png")
+    url = server.mock.services.files.url(server.origin, stored)
+    async with server.session.post(server.origin + "/_mock/reset") as resp:
+        assert resp.status == 200
+    async with server.session.get(url) as resp:
+        assert resp.status == 404
