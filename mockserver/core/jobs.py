@@ -91,6 +91,8 @@ class Job:
     data: dict[str, Any] = field(default_factory=dict)
     on_finish: list[FinishCallback] = field(default_factory=list)
     finished: bool = False
+    finishing: asyncio.Future[None] | None = None
+    """The run of the finish callbacks, shared by every caller that waits for it."""
 
     def finish_time(self, index: int) -> float:
         """When task ``index`` ends."""
@@ -166,10 +168,15 @@ class JobEngine:
         return job.view(self._clock.now())
 
     async def finish(self, job: Job) -> None:
-        """Run a finished job's callbacks once (no-op before it is terminal or after they ran)."""
-        if job.finished or self._clock.now() < job.done_at:
+        """Run a finished job's callbacks once; every caller returns only after they have run."""
+        if self._clock.now() < job.done_at:
             return
-        job.finished = True
+        if job.finishing is None:
+            job.finishing = asyncio.ensure_future(self._run_callbacks(job))
+        # Shielded: a caller that is cancelled (a client gone) must not cancel the callbacks for others.
+        await asyncio.shield(job.finishing)
+
+    async def _run_callbacks(self, job: Job) -> None:
         for callback in job.on_finish:
             try:
                 outcome = callback(job)
@@ -177,6 +184,7 @@ class JobEngine:
                     await outcome
             except Exception:
                 log.exception("finish callback of job %s failed", job.id)
+        job.finished = True
 
     async def settle(self) -> None:
         """Finish every job that is due by the clock."""
@@ -200,9 +208,13 @@ class JobEngine:
             if pending:
                 sleeper = asyncio.ensure_future(self._clock.sleep_until(min(pending)))
                 waker = asyncio.ensure_future(self._wakeup.wait())
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (sleeper, waker):
-                    task.cancel()
+                try:
+                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    # Also on cancellation (shutdown): leave no helper task behind.
+                    for task in (sleeper, waker):
+                        task.cancel()
+                    await asyncio.gather(sleeper, waker, return_exceptions=True)
             else:
                 await self._wakeup.wait()
 

@@ -32,6 +32,8 @@ class ApiKey:
     rate_limit: int | None = None
     spend_limit_cents: int | None = None
     spent_cents: int = 0
+    held_cents: int = 0
+    """Cents reserved by requests in flight (counted against the spend limit until they settle)."""
     organization: str | None = None
     revoked: bool = False
 
@@ -53,6 +55,8 @@ class Account:
     wallet_cents: int | None = None
     carry_microcents: int = 0
     """Sub-cent remainder carried to the next charge (1 cent = 1,000,000 micro-cents)."""
+    held_cents: int = 0
+    """Cents reserved by requests in flight: not spendable by others until they settle or release."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
