@@ -13,6 +13,9 @@ from mockserver.settings import Settings
 
 MAX_REQUEST_BYTES = 110 * 1024**2
 """aiohttp's body limit: large enough for the specs' 100 MiB uploads."""
+CATCH_ALL = r"/{tail:[\s\S]*}"
+"""Every path goes to the provider's router, even one with an encoded newline (``.`` would miss it and
+let aiohttp answer a plain-text 404 outside the provider's envelope)."""
 
 
 def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
@@ -24,11 +27,11 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
         install_cors(app, settings)
     app.add_subapp("/_mock", build_control_app(mock))
     if settings.provider:
-        app.router.add_route("*", "/{tail:.*}", mock.providers[settings.provider].handle)
+        app.router.add_route("*", CATCH_ALL, mock.providers[settings.provider].handle)
     else:
         for provider_id, service in mock.providers.items():
             sub = web.Application(client_max_size=MAX_REQUEST_BYTES)
-            sub.router.add_route("*", "/{tail:.*}", service.handle)
+            sub.router.add_route("*", CATCH_ALL, service.handle)
             app.add_subapp(f"/{provider_id}", sub)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

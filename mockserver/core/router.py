@@ -29,7 +29,7 @@ class _Template:
         parts = _PARAM.split(path)
         # split() alternates literal text and parameter names
         regex = "".join(re.escape(part) if i % 2 == 0 else "([^/]+)" for i, part in enumerate(parts))
-        self.pattern = re.compile(f"^{regex}$")
+        self.pattern = re.compile(regex)
         # Prefer templates with more literal characters: /files/latest over /files/{id}
         self.static_rank = -len("".join(parts[::2]))
         self.operations: dict[str, Operation] = {}
@@ -49,7 +49,8 @@ class Router:
         """The operation for a request, or an ``ApiError`` (404 / 405 with ``Allow``)."""
         allowed: list[str] = []
         for template in self._templates:
-            found = template.pattern.match(path)
+            # fullmatch, not ^...$: "$" would also match before a trailing newline ("/v1/models%0A").
+            found = template.pattern.fullmatch(path)
             if found is None:
                 continue
             op = template.operations.get(method.upper())

@@ -170,7 +170,8 @@ class TextGenerator:
             tokens.extend(" " + word for word in picks[1:])
             tokens.append(".")
         if max_tokens is not None and len(tokens) > max_tokens:
-            return Completion(tuple(tokens[:max_tokens]), "length")
+            # int(): JSON Schema's `integer` admits 5.0, which a validated body may carry.
+            return Completion(tuple(tokens[: int(max_tokens)]), "length")
         return Completion(tuple(tokens), "stop")
 
     def short_id(self, *parts: Any, length: int = 24) -> str:

@@ -79,11 +79,20 @@ def _coerce(param: Parameter, values: list[str]) -> Any:
     return _coerce_scalar(values[-1], types)
 
 
+def _json_number(text: str) -> float | int:
+    """A JSON fraction; integral values become ints, since JSON Schema's ``integer`` admits ``5.0``."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(raw, parse_float=_json_number)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and integers past Python's digit limit
         raise invalid_request(f"Request body is not valid JSON: {exc}", location="body") from exc
+    except RecursionError as exc:
+        # Pathologically deep nesting ([[[[...]]]]) exhausts the parser's stack: bad input, not our failure.
+        raise invalid_request("Request body is nested too deeply.", location="body") from exc
 
 
 def validate_request(
