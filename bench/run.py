@@ -151,7 +151,7 @@ def main() -> int:
     print(f"throughput ratio mock/bare (best of {args.rounds}): {best_mock / best_bare:.2f}")
     print(f"mock start-up: {startup:.2f} s; peak RSS after load: {mock_peak:.0f} MiB")
     print(
-        f"{args.streams} concurrent streams: {ok} complete in {stream_time:.2f} s; peak RSS {stream_peak:.0f} MiB"
+        f"{args.streams} concurrent streams: {ok} done in {stream_time:.2f} s; peak RSS {stream_peak:.0f} MiB"
     )
     return 0 if ok == args.streams else 1
 

@@ -14,8 +14,10 @@ def _commands() -> list[str]:
 
 def test_readme_opens_with_install_and_start_then_install_and_test() -> None:
     start, test = _commands()[:2]
-    assert "pip install" in start and "python -m mockserver" in start
-    assert "pip install -e '.[test]'" in test and test.rstrip().endswith("pytest")
+    assert "pip install" in start
+    assert "python -m mockserver" in start
+    assert "pip install -e '.[test]'" in test
+    assert test.rstrip().endswith("pytest")
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 
@@ -42,7 +43,5 @@ class Clock:
         """Sleep until the mock's time reaches ``deadline``, waking early when the clock is advanced."""
         while (remaining := deadline - self.now()) > 0:
             changed = self._changed
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=remaining)
-            except TimeoutError:
-                pass

@@ -133,7 +133,7 @@ def _topic(prompt: str) -> str:
 
 
 class TextGenerator:
-    """Writes replies from Faker's English vocabulary, seeded by the server seed and a digest of the request."""
+    """Writes replies from Faker's English vocabulary, seeded by the server seed and the request."""
 
     def __init__(self, seed: int) -> None:
         self._seed = seed
