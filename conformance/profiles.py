@@ -1,0 +1,79 @@
+"""What the suite must know about each provider that its spec cannot say in schema terms.
+
+Everything else (auth scheme, rate-limit headers, streaming operations, webhooks, error schema) is read from
+the spec; the behaviour checks bind to the CONVENTIONS' operation ids, never to a provider's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One provider's cost, envelope and documented-rejection facts."""
+
+    id: str
+    costly: Mapping[str, str] = field(default_factory=dict)
+    """Operations that cost money when they succeed (operationId -> what is billed)."""
+    status_pointer: str | None = None
+    """JSON pointer into the error envelope whose value must equal the HTTP status (where the spec says so)."""
+    needs_org: bool = False
+    """Whether paths carry the caller's organization id (``--org-id``)."""
+    runtime_rejections: Mapping[str, str] = field(default_factory=dict)
+    """Operations the spec says may answer 400 to schema-valid input (operationId -> the documented rule)."""
+
+
+PROFILES: dict[str, Profile] = {
+    "studioaicore": Profile(
+        id="studioaicore",
+        costly={"createChat": "a billed chat completion"},
+        status_pointer="/error/code",
+    ),
+    "spaceai": Profile(
+        id="spaceai",
+        costly={"createChatCompletion": "a billed chat completion"},
+        status_pointer="/error/code",
+    ),
+    "modelstudio": Profile(
+        id="modelstudio",
+        costly={"createGenerationJob": "a billed batch generation job"},
+        status_pointer="/error/status",
+        needs_org=True,
+        runtime_rejections={
+            "createGenerationJob": "image_url content parts are for vision models only (operation description)",
+        },
+    ),
+    "artificialstudio": Profile(
+        id="artificialstudio",
+        costly={"createRun": "a billed generation (image/video/audio)"},
+        runtime_rejections={
+            "createRun": "an unknown tool is 400 invalid_request (operation description)",
+        },
+    ),
+    "pahlavan": Profile(
+        id="pahlavan",
+        costly={
+            "createGeneration": "a billed generation (language/image/video)",
+            "createChatCompletion": "a billed chat completion",
+            "createVideoGeneration": "a billed video generation",
+        },
+        runtime_rejections={
+            "createGeneration": (
+                "messages/prompt required by the request type (MODEL_INPUT_REQUIRED), `models` for language "
+                "and `async` for video only (operation description)"
+            ),
+            "createChatCompletion": "the model and the `models` chain must be language models (description)",
+            "createQuote": "the quantity fields must fit the model type (description)",
+            "createVideoGeneration": "the model must be a video model (description)",
+            "presignUpload": "filename and path must be safe storage names (StoragePath/PresignRequest)",
+            "uploadObject": "the body must have the size and type declared at presign (description)",
+        },
+    ),
+}
+
+
+def profile(provider: str) -> Profile:
+    """The profile of a provider id (an empty one for an id the suite does not know)."""
+    return PROFILES.get(provider, Profile(id=provider))

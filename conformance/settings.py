@@ -1,0 +1,75 @@
+"""One frozen settings object per target: what the CLI (or pytest support) hands to the suite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+Spend = Literal["none", "minimal", "full"]
+"""How much the suite may spend: nothing, each costly operation as few times as possible, or freely."""
+
+SCHEMA_PHASES: tuple[str, ...] = ("examples", "coverage", "fuzzing")
+"""The schemathesis phases the suite runs, in order."""
+
+DEFAULT_MAX_EXAMPLES = 25
+DEFAULT_MAX_REQUESTS = 5000
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_POLL_TIMEOUT = 120.0
+DEFAULT_MAX_RETRY_AFTER = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything one conformance run against one provider deployment is configured with."""
+
+    provider: str
+    base_url: str
+    api_key: str
+    org_id: str | None = None
+    junit_xml: Path | None = None
+    report: Path | None = None
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    seed: int | None = None
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    """Hard cap on HTTP requests to the target (schemathesis and behaviour checks together)."""
+    rate_limit: float | None = None
+    """Client-side pace in requests per second (``None``: as fast as the target answers)."""
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds one request (a whole streamed response included) may take."""
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT
+    """Seconds an asynchronous job or a webhook delivery may take before the check gives up."""
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    """Longest ``Retry-After`` the suite waits out; a longer one stops the run instead."""
+    spend: Spend = "none"
+    exhaust_rate_limit: bool = False
+    webhook_listen: tuple[str, int] | None = None
+    webhook_public_url: str | None = None
+    webhook_secret: str | None = None
+    """Signing secret for webhook deliveries; without it signatures are not verified."""
+    checks: tuple[str, ...] = ()
+    """Selected check ids or families (``schema``, ``streaming.events``...); empty selects every check."""
+    phases: tuple[str, ...] = SCHEMA_PHASES
+    models: tuple[str, ...] = ()
+    """Model ids known to work on the target; otherwise discovered from its models endpoint or spec."""
+    progress: bool = True
+    """Print one progress line per check to stderr."""
+
+    @property
+    def base(self) -> str:
+        """The base URL without a trailing slash."""
+        return self.base_url.rstrip("/")
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def selects(self, check_id: str) -> bool:
+        """Whether the ``--checks`` selection includes this check (a family selects its members)."""
+        if not self.checks:
+            return True
+        return any(check_id == token or check_id.startswith(token + ".") for token in self.checks)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in any output."""
+        return tuple(s for s in (self.api_key, self.webhook_secret) if s)
