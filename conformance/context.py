@@ -107,7 +107,7 @@ class Context:
     # -- models -------------------------------------------------------------------------------------
 
     def models(self, kind: str | None = None) -> list[str]:
-        """Model ids to use: the models endpoint's (narrowed to ``--model`` ids), else ``--model``, else examples."""
+        """Model ids: the models endpoint's (narrowed to ``--model``), else ``--model``, else examples'."""
         listed = self._listed_models()
         if listed is not None:
             ids = [

@@ -1,4 +1,4 @@
-"""The mock server embedded in this process (``--against-mock``), on a free loopback port in a background thread.
+"""The mock embedded in this process (``--against-mock``): a free loopback port, a background thread.
 
 The only place the suite imports the mock's app and settings. ``app_factory`` lets a test serve a modified
 mock (a mutant: a provider handler monkeypatched to misbehave) and run the suite against it.

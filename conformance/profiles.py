@@ -18,7 +18,7 @@ class Profile:
     costly: Mapping[str, str] = field(default_factory=dict)
     """Operations that cost money when they succeed (operationId -> what is billed)."""
     status_pointer: str | None = None
-    """JSON pointer into the error envelope whose value must equal the HTTP status (where the spec says so)."""
+    """Pointer into the error envelope to a value that must equal the HTTP status (where the spec says so)."""
     needs_org: bool = False
     """Whether paths carry the caller's organization id (``--org-id``)."""
     runtime_rejections: Mapping[str, str] = field(default_factory=dict)
@@ -42,7 +42,7 @@ PROFILES: dict[str, Profile] = {
         status_pointer="/error/status",
         needs_org=True,
         runtime_rejections={
-            "createGenerationJob": "image_url content parts are for vision models only (operation description)",
+            "createGenerationJob": "image_url parts are for vision models only (operation description)",
         },
     ),
     "artificialstudio": Profile(

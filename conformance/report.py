@@ -52,7 +52,7 @@ def outcome_line(runs: list[ProviderRun]) -> str:
 
 
 def summary(runs: list[ProviderRun], redact: Redactor) -> str:
-    """The readable summary: one line per check, then every violation with curl, response and spec location."""
+    """The readable summary: a line per check, then each violation with curl, response and spec location."""
     lines: list[str] = []
     for run in runs:
         seed = f", seed {run.seed}" if run.seed is not None else ""

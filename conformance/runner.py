@@ -41,7 +41,6 @@ OTHER_CHECKS = (
     "ensure_resource_availability",
     "object_level_authorization",
     "allow_header_conformance",
-    "max_response_time",
 )
 """Schemathesis checks switched off: stateful or out of the issue's contract."""
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]

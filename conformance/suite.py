@@ -8,7 +8,7 @@ from collections.abc import Callable
 import requests
 
 from conformance.checks import planned, run_check
-from conformance.client import BudgetExhausted, HttpClient, Redactor, RequestGuard
+from conformance.client import HttpClient, Redactor, RequestGuard
 from conformance.context import Context
 from conformance.profiles import profile
 from conformance.report import check_line

@@ -47,7 +47,8 @@ class WebhookReceiver:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         bound_host, bound_port = self._server.server_address[:2]
-        self.public_url = (public_url or f"http://{bound_host}:{bound_port}").rstrip("/")
+        host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
+        self.public_url = (public_url or f"http://{host_text}:{bound_port}").rstrip("/")
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhook-receiver", daemon=True
         )

@@ -1,4 +1,4 @@
-"""Wallet billing (specs with ``createQuote`` and billing fields): quotes, settled cents and metered USD agree.
+"""Wallet billing (specs with ``createQuote``): quotes, settled cents and metered USD agree.
 
 ``billing.quote`` is free (a quote charges nothing); ``billing.charges`` pays for one small chat completion
 and prices the same request with a quote; ``billing.insufficient_balance`` sends a request only when a quote
@@ -135,10 +135,13 @@ def check_charges(ctx: Context) -> Outcome:
     except _Stop:
         return out
     charged, quoted = data.get("metered_final_charge_usd"), priced.get("metered_estimated_charge_usd")
-    if isinstance(charged, int | float) and isinstance(quoted, int | float):
-        if abs(charged - quoted) > max(EPSILON, abs(quoted) * 1e-6):
-            message = f"metered_final_charge_usd {charged} != quote for the same tokens {quoted}"
-            out.add(ctx.violation(check, chat, message, exchange))
+    if (
+        isinstance(charged, int | float)
+        and isinstance(quoted, int | float)
+        and abs(charged - quoted) > max(EPSILON, abs(quoted) * 1e-6)
+    ):
+        message = f"metered_final_charge_usd {charged} != quote for the same tokens {quoted}"
+        out.add(ctx.violation(check, chat, message, exchange))
     video = ctx.cache.get("video")
     if isinstance(video, dict) and video.get("status") == "succeeded":
         for problem in money_problems(video):

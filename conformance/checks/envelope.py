@@ -1,4 +1,4 @@
-"""Error envelope: every error response is the provider's ``Error`` schema (and echoes the status where it says so).
+"""Error envelope: every error response is the spec's ``Error`` schema (echoing the status where it says so).
 
 Looks at every error response schemathesis received, plus errors the check provokes on purpose: a missing
 and a wrong key (401), malformed JSON (400), an unknown path (404) and an undeclared method (405).

@@ -59,7 +59,7 @@ def validate(ctx: Context, out: Outcome, check: str, op: OperationInfo, exchange
 
 
 def check_media(ctx: Context, out: Outcome, check: str, label: str, url: Any, expected: str) -> None:
-    """An output URL answers 200 with the expected media type (``image``, ``video/mp4``...) and matching bytes."""
+    """An output URL answers 200 with the expected media type (``image``, ``video/mp4``) and such bytes."""
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         out.add(ctx.violation(check, label, f"output URL {url!r} is not an absolute http(s) URL"))
         return

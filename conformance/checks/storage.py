@@ -1,4 +1,4 @@
-"""Presigned storage: presign -> upload -> commit -> sign-url -> download the same bytes; a tampered URL is refused.
+"""Presigned storage: presign, upload, commit, sign-url, download the same bytes; tampered URLs refused.
 
 Only touches the object it creates (a small text file under ``conformance/``). Presigned URLs are called
 without the API key: their query-string signature is the credential.
