@@ -22,6 +22,7 @@ REDACTED = "[REDACTED]"
 SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
 EXCERPT_BODY_CHARS = 800
 CURL_BODY_CHARS = 4000
+CURL_URL_CHARS = 1000
 EXCERPT_HEADERS = (
     "content-type",
     "retry-after",
@@ -116,6 +117,11 @@ class RequestGuard:
             now = self._clock()
             self._next_slot = max(now, self._next_slot) + self._interval
 
+    def charge(self, count: int) -> None:
+        """Count requests sent where no hook sees them (an upper bound is fine: the budget errs safe)."""
+        with self._lock:
+            self.used += count
+
     def wait_turn(self) -> None:
         """Wait until the next request may go out (pace and Retry-After), without taking budget."""
         with self._lock:
@@ -198,7 +204,10 @@ def curl_command(
     method: str, url: str, headers: Mapping[str, str], body: bytes | None, redact: Redactor
 ) -> str:
     """A copy-pasteable curl line for a request, with credential headers masked."""
-    parts = ["curl", "-X", method, shlex.quote(redact(url))]
+    shown = redact(url)
+    if len(shown) > CURL_URL_CHARS:
+        shown = shown[:CURL_URL_CHARS] + f"...({len(shown)} characters in all)"
+    parts = ["curl", "-X", method, shlex.quote(shown)]
     skip = {"content-length", "user-agent", "accept-encoding", "connection", "accept"}
     for name, value in redact.headers(headers).items():
         if name.lower() not in skip:

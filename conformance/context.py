@@ -76,7 +76,7 @@ class Context:
     def require_spend(self, what: str) -> None:
         """Skip unless ``--allow-spend`` was given."""
         if self.settings.spend == "none":
-            raise Skip(f"{what} costs money: run with --allow-spend")
+            raise Skip(f"spending needed for {what}: run with --allow-spend")
 
     def require_operations(self, *operation_ids: str) -> list[OperationInfo]:
         """The operations a check needs, or skip when the spec lacks any of them."""

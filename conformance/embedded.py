@@ -57,14 +57,17 @@ def mock_settings(**changes: Any) -> MockSettings:
 
 
 class EmbeddedMock:
-    """Serve the mock from a background thread; use as a context manager or with ``start``/``stop``."""
+    """Serve the mock from a background thread; use as a context manager or with ``start``/``stop``.
+
+    ``quiet`` silences the mock's and aiohttp's loggers while it runs (process-wide: for the command line).
+    """
 
     def __init__(
         self,
         settings: MockSettings | None = None,
         app_factory: Callable[[MockSettings], web.Application] = create_app,
         *,
-        quiet: bool = True,
+        quiet: bool = False,
     ) -> None:
         self.settings = settings or mock_settings()
         self._factory = app_factory

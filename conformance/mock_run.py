@@ -51,7 +51,7 @@ def run_against_mock(
 ) -> tuple[list[ProviderRun], tuple[str, ...]]:
     """Check the providers of a mock (started here unless given); returns the runs and the secrets used."""
     own = mock is None
-    server = mock or EmbeddedMock().start()
+    server = mock or EmbeddedMock(quiet=True).start()
     try:
         targets = mock_targets(server, template)
         served = {t.provider for t in targets}

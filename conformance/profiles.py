@@ -60,14 +60,11 @@ PROFILES: dict[str, Profile] = {
             "createVideoGeneration": "a billed video generation",
         },
         runtime_rejections={
-            "createGeneration": (
-                "messages/prompt required by the request type (MODEL_INPUT_REQUIRED), `models` for language "
-                "and `async` for video only (operation description)"
-            ),
+            "createGeneration": "model of the request type; messages or prompt as it needs (description)",
             "createChatCompletion": "the model and the `models` chain must be language models (description)",
-            "createQuote": "the quantity fields must fit the model type (description)",
+            "createQuote": "the model must be of the quoted type (description)",
             "createVideoGeneration": "the model must be a video model (description)",
-            "presignUpload": "filename and path must be safe storage names (StoragePath/PresignRequest)",
+            "presignUpload": "content_type must be a MIME type such as image/png (description)",
             "uploadObject": "the body must have the size and type declared at presign (description)",
         },
     ),

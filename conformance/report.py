@@ -39,6 +39,14 @@ def _violation_lines(number: int, violation: Violation) -> list[str]:
     return lines
 
 
+def violations_text(result: CheckResult) -> str:
+    """Every listed violation of a check, numbered, with its evidence."""
+    lines = [line for i, v in enumerate(result.violations, 1) for line in _violation_lines(i, v)]
+    if result.omitted:
+        lines.append(f"  ... and {result.omitted} more")
+    return "\n".join(lines)
+
+
 def outcome_line(runs: list[ProviderRun]) -> str:
     """The run's verdict in one line."""
     code = exit_code(runs)
@@ -97,10 +105,7 @@ def write_junit(runs: list[ProviderRun], path: Path, redact: Redactor) -> None:
                 failure = ET.SubElement(
                     case, "failure", message=redact(f"{found} violation(s)"), type="violation"
                 )
-                text = [line for i, v in enumerate(result.violations, 1) for line in _violation_lines(i, v)]
-                if result.omitted:
-                    text.append(f"  ... and {result.omitted} more")
-                failure.text = redact("\n".join(text))
+                failure.text = redact(violations_text(result))
             elif result.status is Status.SKIP:
                 ET.SubElement(case, "skipped", message=redact(result.detail))
             elif result.status is Status.ERROR:

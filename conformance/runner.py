@@ -43,6 +43,8 @@ OTHER_CHECKS = (
     "allow_header_conformance",
 )
 """Schemathesis checks switched off: stateful or out of the issue's contract."""
+NOT_A_SERVER_ERROR = ["2xx", "3xx", "4xx"]
+"""schemathesis' own expected statuses for ``not_a_server_error``."""
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 """schemathesis' own expected statuses for positive data; 400 is added where the spec documents it."""
 SCHEMA_SHARE = 0.75
@@ -50,6 +52,8 @@ SCHEMA_SHARE = 0.75
 MAX_STREAM_EVENTS = 100_000
 """Read whole event streams (schemathesis stops after 20 events by default)."""
 OBSERVED_BODY_BYTES = 64 * 1024
+ENGINE_PROBES = 2
+"""Requests the engine's probing phase sends before any hook is registered for them."""
 NO_WEBHOOK = "https://webhook.invalid/conformance"
 """Where generated requests point their webhook when no receiver runs (``.invalid`` never resolves)."""
 Progress = Callable[[str], None]
@@ -126,6 +130,14 @@ def build_config(ctx: Context, checks: list[str]) -> dict[str, Any]:
             # Documented examples are sent (each costs once); generated cases are negative, hence refused.
             negative = {"generation": {"mode": "negative"}}
             overrides[op_id] = {"phases": {"coverage": negative, "fuzzing": dict(negative)}}
+    for op in spec.operations:
+        # A documented server-side status other than 500 (e.g. 502 for a failed upstream) is behaviour the
+        # spec promises, not a crash; 500 stays a violation everywhere.
+        declared = [key for key in op.raw.get("responses", {}) if key.startswith("5") and key != "500"]
+        if declared:
+            statuses = [*NOT_A_SERVER_ERROR, *declared]
+            allowed = {"checks": {"not_a_server_error": {"expected-statuses": statuses}}}
+            _merge(overrides.setdefault(op.operation_id, {}), allowed)
     for op_id in ctx.profile.runtime_rejections:
         accepted = {"checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_DEFAULT, "400"]}}}
         _merge(overrides.setdefault(op_id, {}), accepted)
@@ -158,8 +170,10 @@ class SchemaRun:
         self.tallies = {name.removeprefix("schema."): _Tally() for name in self.checks}
         self.errors: list[str] = []
         self.stopped: str | None = None
-        self.share = int(ctx.guard.max_requests * SCHEMA_SHARE)
+        self.unhooked = self._unhooked_requests()
+        self.share = int(ctx.guard.max_requests * SCHEMA_SHARE) - self.unhooked
         self.seed: int | None = None
+        self.phase_cases: dict[str, int] = {}
         self._stream: Any = None
 
     def run(self) -> list[CheckResult]:
@@ -174,10 +188,33 @@ class SchemaRun:
         schema.hooks.register_hook_with_name(self._after_call, "after_call")
         stream = from_schema(schema).execute()
         self._stream = stream
-        for event in stream:
-            self._handle(event)
+        try:
+            for event in stream:
+                self._handle(event)
+        finally:
+            self.ctx.guard.charge(self.unhooked)
         duration, requests = time.monotonic() - started, self.ctx.guard.used - used
         return [self._result(name, duration / max(1, len(names)), requests) for name in names]
+
+    def _why_nothing(self) -> str:
+        costly = self.ctx.profile.costly
+        all_costly = all(op.operation_id in costly for op in self.ctx.spec.operations)
+        if self.ctx.settings.spend == "none" and all_costly:
+            return "every operation costs money: run with --allow-spend"
+        return "no case this check applies to"
+
+    def _unhooked_requests(self) -> int:
+        """An upper bound of the requests schemathesis sends outside ``after_call``.
+
+        The probing phase sends two; ``ignored_auth`` re-sends one case per authenticated operation once
+        without the key and once per security scheme with a wrong one.
+        """
+        count = ENGINE_PROBES
+        if "schema.ignored_auth" in self.checks:
+            for op in self.ctx.spec.operations:
+                if not op.public:
+                    count += 1 + len(op.raw.get("security", self.ctx.spec.document.get("security", [])))
+        return count
 
     # -- engine hooks and events --------------------------------------------------------------------
 
@@ -213,6 +250,10 @@ class SchemaRun:
     def _handle(self, event: Any) -> None:
         if isinstance(event, events.ScenarioFinished):
             self._scenario(event)
+        elif isinstance(event, events.PhaseFinished) and event.phase.name.value in SCHEMA_PHASES:
+            name = event.phase.name.value
+            if event.phase.is_enabled:
+                self.progress(f"schemathesis {name} phase: {self.phase_cases.get(name, 0)} cases")
         elif isinstance(event, events.NonFatalError):
             self.errors.append(self.ctx.redact(f"{event.label}: {event.info.title}: {event.value}"))
         elif isinstance(event, events.FatalError):
@@ -220,8 +261,8 @@ class SchemaRun:
 
     def _scenario(self, event: Any) -> None:
         recorder = event.recorder
-        if recorder.interactions:
-            self.progress(f"{event.phase.value:<9} {event.label}: {len(recorder.interactions)} cases")
+        phase = event.phase.value
+        self.phase_cases[phase] = self.phase_cases.get(phase, 0) + len(recorder.interactions)
         for case_id, nodes in recorder.checks.items():
             for node in nodes:
                 tally = self.tallies.get(node.name)
@@ -296,7 +337,7 @@ class SchemaRun:
             result.status = Status.FAIL
         elif tally.evaluated == 0:
             result.status = Status.ERROR if self.errors and not self.ctx.observed else Status.SKIP
-            notes.append("no case this check applies to" if result.status is Status.SKIP else self.errors[0])
+            notes.append(self._why_nothing() if result.status is Status.SKIP else self.errors[0])
         if tally.evaluated:
             notes.append(f"{tally.evaluated} responses checked")
         if self.stopped:

@@ -23,8 +23,7 @@ Progress = Callable[[str], None]
 
 def planned_checks(settings: Settings) -> list[str]:
     """The check ids a run will report, in order (known before anything is sent)."""
-    spec = SpecInfo(settings.provider)
-    return schema_check_ids(settings.selects) + [c.id for c in planned(spec, settings.selects)]
+    return schema_check_ids(settings.selects) + [c.id for c in planned(settings.selects)]
 
 
 def _reachable(ctx: Context) -> str | None:
@@ -72,16 +71,15 @@ def run_provider(settings: Settings, progress: Progress | None = None) -> Provid
         schema_run = SchemaRun(ctx, say)
         try:
             results = schema_run.run()
-        except (requests.RequestException, BudgetExhausted) as exc:
-            results = [
-                CheckResult(settings.provider, check, Status.ERROR, redact(str(exc)))
-                for check in schema_check_ids(settings.selects)
-            ]
+        except Exception as exc:  # schemathesis refusing the spec or its config must not end the whole run
+            message = redact(f"schemathesis could not run: {type(exc).__name__}: {exc}")
+            checks = schema_check_ids(settings.selects)
+            results = [CheckResult(settings.provider, check, Status.ERROR, message) for check in checks]
         run.seed = schema_run.seed
         for result in results:
             say(check_line(result))
         run.results.extend(results)
-        for check in planned(spec, settings.selects):
+        for check in planned(settings.selects):
             result = run_check(ctx, check)
             say(check_line(result))
             run.results.append(result)

@@ -79,8 +79,8 @@ def all_checks() -> list[BehaviourCheck]:
     ]
 
 
-def planned(spec: SpecInfo, selected: Callable[[str], bool]) -> list[BehaviourCheck]:
-    """The behaviour checks a run will report on (applicable or not) for a selection."""
+def planned(selected: Callable[[str], bool]) -> list[BehaviourCheck]:
+    """The behaviour checks a run reports on (applicable or not) for a selection."""
     return [check for check in all_checks() if selected(check.id)]
 
 

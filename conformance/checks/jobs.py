@@ -84,6 +84,12 @@ def check_media(ctx: Context, out: Outcome, check: str, label: str, url: Any, ex
         )
 
 
+def example_tool(ctx: Context, op: OperationInfo) -> str:
+    """The tool the operation's documented examples run (``create-image``)."""
+    tools = [e["tool"] for e in ctx.spec.examples(op).values() if isinstance(e, dict) and "tool" in e]
+    return str(tools[0]) if tools else "create-image"
+
+
 def _timeout(ctx: Context, out: Outcome, check: str, op: OperationInfo, exc: PollTimeout) -> Outcome:
     out.add(ctx.violation(check, op, str(exc)))
     return out
@@ -171,10 +177,7 @@ def check_run(ctx: Context) -> Outcome:
     ctx.require_spend("a generation run")
     create, get = ctx.require_operations("createRun", "getGeneration")
     out, check = Outcome(), "jobs.run"
-    tool = next(
-        (str(e["tool"]) for e in ctx.spec.examples(create).values() if isinstance(e, dict) and "tool" in e),
-        "create-image",
-    )
+    tool = example_tool(ctx, create)
     created = ctx.call(create, json_body={"tool": tool, "input": {"prompt": PROMPT}})
     data = validate(ctx, out, check, create, created)
     if created.status != 200 or not isinstance(data, dict) or "id" not in data:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from conformance.checks import BehaviourCheck, Outcome
-from conformance.checks.jobs import PROMPT, PollTimeout, poll
+from conformance.checks.jobs import PROMPT, PollTimeout, example_tool, poll
 from conformance.context import Context, Skip
 from conformance.spec import JSON, SpecInfo, pointer_escape
 from conformance.webhook_receiver import Delivery
@@ -51,9 +51,7 @@ def verify_signature(secret: str, delivery: Delivery) -> bool:
     )
 
 
-def check_delivery(
-    ctx: Context,
-) -> Outcome:
+def check_delivery(ctx: Context) -> Outcome:
     """A run with a webhook gets exactly the final generation POSTed to the receiver."""
     ctx.require_spend("a generation run with a webhook")
     receiver = ctx.receiver
@@ -68,7 +66,7 @@ def check_delivery(
     created = ctx.call(
         create,
         json_body={
-            "tool": "create-image",
+            "tool": example_tool(ctx, create),
             "input": {"prompt": PROMPT},
             "webhook": receiver.public_url + path,
         },
