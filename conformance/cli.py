@@ -25,6 +25,7 @@ from mockserver.resources import PROVIDER_IDS
 USAGE_ERROR = 2
 ENV_API_KEY = "CONFORMANCE_API_KEY"
 ENV_WEBHOOK_SECRET = "CONFORMANCE_WEBHOOK_SECRET"
+ENV_POOR_API_KEY = "CONFORMANCE_POOR_API_KEY"
 NEEDS_ORG = ("modelstudio",)
 
 
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         default=os.environ.get(ENV_API_KEY),
         help=f"the API key (default: ${ENV_API_KEY}; never printed)",
+    )
+    target.add_argument(
+        "--poor-api-key",
+        metavar="KEY",
+        default=os.environ.get(ENV_POOR_API_KEY),
+        help="a key of an account that cannot afford a large request, to provoke the insufficient-balance "
+        f"refusal (default: ${ENV_POOR_API_KEY}; never printed; --against-mock uses the mock's own)",
     )
     target.add_argument("--org-id", metavar="ORG", help="organization id (required for modelstudio)")
     target.add_argument(
@@ -200,6 +208,7 @@ def _common(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
         "webhook_listen": args.webhook_listen,
         "webhook_public_url": args.webhook_public_url,
         "webhook_secret": args.webhook_secret,
+        "poor_api_key": args.poor_api_key,
         "checks": args.checks,
         "phases": phases,
         "models": tuple(args.models),

@@ -3,6 +3,8 @@
 The mock is free, so costly operations are fuzzed too (``spend="full"``), the rate limit is exhausted, and a
 webhook receiver listens on a free loopback port. Base URLs, keys, organizations and models come from
 ``GET /_mock/providers``; webhook signing secrets from ``GET /_mock/webhooks/secrets`` when the mock has it.
+A seeded key named ``poor`` in a provider's ``extra_keys`` (an account with a nearly empty wallet) becomes the
+``--poor-api-key`` of that provider's run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from conformance.suite import run_provider
 from mockserver.resources import PROVIDER_IDS
 
 Progress = Callable[[str], None]
+POOR_KEY_NAME = "poor"
+"""The name of the mock's seeded key whose account cannot afford large requests."""
 
 
 def _model_ids(models: list[Any]) -> tuple[str, ...]:
@@ -41,6 +45,7 @@ def mock_targets(mock: EmbeddedMock, template: Settings) -> list[Settings]:
                 exhaust_rate_limit=True,
                 webhook_listen=template.webhook_listen or (LOOPBACK, 0),
                 webhook_secret=template.webhook_secret or secrets.get(entry["id"]),
+                poor_api_key=template.poor_api_key or (entry.get("extra_keys") or {}).get(POOR_KEY_NAME),
             )
         )
     return targets

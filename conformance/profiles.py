@@ -64,8 +64,10 @@ PROFILES: dict[str, Profile] = {
             "createChatCompletion": "the model and the `models` chain must be language models (description)",
             "createQuote": "the model must be of the quoted type (description)",
             "createVideoGeneration": "the model must be a video model (description)",
-            "presignUpload": "content_type must be a MIME type such as image/png (description)",
-            "uploadObject": "the body must have the size and type declared at presign (description)",
+            # The body must also match the presigned size and type, but an upload URL the generator made
+            # up is 403/404 before that; the 400 left is an empty body: schemathesis may send a `*/*` body
+            # in a media type that cannot carry bytes (an empty form), though the schema says minLength 1.
+            "uploadObject": "an empty body (schemathesis may serialize the `*/*` body as an empty form)",
         },
     ),
 }

@@ -47,6 +47,8 @@ class Settings:
     webhook_public_url: str | None = None
     webhook_secret: str | None = None
     """Signing secret for webhook deliveries; without it signatures are not verified."""
+    poor_api_key: str | None = None
+    """A key of an account that cannot afford a large request (provokes the insufficient-balance refusal)."""
     checks: tuple[str, ...] = ()
     """Selected check ids or families (``schema``, ``streaming.events``...); empty selects every check."""
     phases: tuple[str, ...] = SCHEMA_PHASES
@@ -72,4 +74,4 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in any output."""
-        return tuple(s for s in (self.api_key, self.webhook_secret) if s)
+        return tuple(s for s in (self.api_key, self.webhook_secret, self.poor_api_key) if s)

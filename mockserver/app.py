@@ -13,6 +13,11 @@ from mockserver.settings import Settings
 
 MAX_REQUEST_BYTES = 110 * 1024**2
 """aiohttp's body limit: large enough for the specs' 100 MiB uploads."""
+MAX_LINE_BYTES = 32 * 1024
+"""Longest request line and header field aiohttp accepts (its default, 8190 bytes, would answer a plain-text
+400 before the pipeline to spec-valid requests such as a 1024-character storage key, percent-encoded)."""
+SERVER_HANDLER_ARGS = {"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES}
+"""HTTP parser limits of every server serving an app from ``create_app`` (``web.run_app``, ``AppRunner``)."""
 CATCH_ALL = r"/{tail:[\s\S]*}"
 """Every path goes to the provider's router, even one with an encoded newline (``.`` would miss it and
 let aiohttp answer a plain-text 404 outside the provider's envelope)."""
@@ -21,7 +26,9 @@ let aiohttp answer a plain-text 404 outside the provider's envelope)."""
 def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
     """The aiohttp application: ``/<id>/...`` per provider (or one at the root) and ``/_mock/...``."""
     mock = mock or build_mock(settings)
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    # handler_args travel with the app, so every runner serving it (the CLI, test servers, the conformance
+    # suite's embedded mock) gets the same parser limits.
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args=dict(SERVER_HANDLER_ARGS))
     app[MOCK] = mock
     if settings.cors:
         install_cors(app, settings)

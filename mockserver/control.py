@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,13 +17,23 @@ ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MOCK = web.AppKey("control_mock", Mock)
 
 
+MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600
+"""One clock advance moves at most ten years: far beyond any test, and far from the year 9999 where dates
+stop being representable (providers format the clock as dates)."""
+_DIGITS = re.compile(r"[0-9]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+"""A header value aiohttp can send: no control characters but horizontal tab."""
+
+
 class ControlError(Exception):
     """A control request the mock cannot honour (rendered as a JSON 4xx)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "invalid_request") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -35,17 +47,34 @@ async def _body(request: web.Request) -> dict[str, Any]:
         data = json.loads(await request.read())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ControlError(400, f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ControlError(400, "body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise ControlError(400, "body must be a JSON object")
     return data
 
 
-def _number(data: dict[str, Any], name: str, *, minimum: float = 0, integer: bool = False) -> Any:
-    value = data.get(name)
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+def _number(
+    data: dict[str, Any], name: str, *, minimum: float = 0, maximum: float = math.inf, integer: bool = False
+) -> Any:
+    """A finite JSON number in range; with ``integer``, any number without a fraction (as JSON Schema)."""
+    raw: Any = data.get(name)
+    value: int | float | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, float) and math.isfinite(raw) and (raw.is_integer() or not integer):
+        value = int(raw) if integer else raw
+    if value is None or not minimum <= value <= maximum:
         kind = "an integer" if integer else "a number"
-        raise ControlError(400, f"'{name}' must be {kind} >= {minimum}")
+        bound = f"from {minimum:g} to {maximum:.15g}" if math.isfinite(maximum) else f">= {minimum:g}"
+        raise ControlError(400, f"'{name}' must be {kind} {bound}")
+    return value
+
+
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ControlError(400, f"'{name}' must be a string or null")
     return value
 
 
@@ -54,13 +83,16 @@ async def _errors(request: web.Request, handler: ControlHandler) -> web.StreamRe
     try:
         return await handler(request)
     except ControlError as exc:
-        return _json({"error": {"code": "invalid_request", "message": exc.message}}, exc.status)
+        return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _json(
+        response = _json(
             {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": exc.text}}, exc.status
         )
+        if "Allow" in exc.headers:  # a 405 names the methods the resource does accept
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def _mock(request: web.Request) -> Mock:
@@ -68,18 +100,26 @@ def _mock(request: web.Request) -> Mock:
 
 
 async def providers(request: web.Request) -> web.Response:
-    """``GET /_mock/providers``: base URL, key, organization and models of each provider."""
+    """``GET /_mock/providers``: base URL, keys, organization and models of each provider."""
     mock = _mock(request)
     origin = request_origin(request)
     listing = []
     for provider_id, service in mock.providers.items():
         state = mock.services.store[provider_id]
         described = service.module.describe(state)
+        primary = state.primary_key()
+        # The other seeded keys by name (keys created at runtime are shown once, at creation, never here):
+        # clients find special-purpose accounts (a nearly empty wallet...) without knowing a provider.
+        extra_keys: dict[str, str] = {}
+        for key in state.keys.values():
+            if key.seeded and key is not primary:
+                extra_keys.setdefault(key.name, key.key)
         listing.append(
             {
                 "id": provider_id,
                 "base_url": origin + service.mount,
-                "api_key": state.primary_key().key,
+                "api_key": primary.key,
+                "extra_keys": extra_keys,
                 "organization_id": described.get("organization_id"),
                 "models": described.get("models", []),
             }
@@ -103,7 +143,7 @@ async def advance_clock(request: web.Request) -> web.Response:
     """``POST /_mock/clock/advance {"seconds"}``: move time forward instantly."""
     data = await _body(request)
     clock = _mock(request).services.clock
-    now = clock.advance(float(_number(data, "seconds")))
+    now = clock.advance(float(_number(data, "seconds", maximum=MAX_ADVANCE_SECONDS)))
     # Let jobs due by now finish before answering, so tests see their effects at once.
     await _mock(request).services.jobs.settle()
     # Likewise webhook attempts that became due (bounded by one attempt's timeout).
@@ -115,7 +155,8 @@ async def requests_journal(request: web.Request) -> web.Response:
     """``GET /_mock/requests?provider=&limit=``: the request journal, oldest first."""
     provider = request.query.get("provider")
     limit_text = request.query.get("limit")
-    if limit_text is not None and not limit_text.isdigit():
+    # ASCII digits only: str.isdigit() also accepts digits int() cannot read, such as '²'.
+    if limit_text is not None and (not _DIGITS.fullmatch(limit_text) or int(limit_text) < 1):
         raise ControlError(400, "'limit' must be a positive integer")
     entries = _mock(request).journal.entries(provider, int(limit_text) if limit_text else None)
     return _json({"requests": entries})
@@ -146,31 +187,43 @@ async def add_fault(request: web.Request) -> web.Response:
     if unknown:
         raise ControlError(400, f"unknown fault fields: {sorted(unknown)}")
     mock = _mock(request)
-    provider = data.get("provider")
+    provider = _optional_text(data, "provider")
     if provider is not None and provider not in mock.providers:
         raise ControlError(400, f"unknown provider {provider!r}")
-    status = data.get("status")
-    if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
-        raise ControlError(400, "'status' must be an HTTP error status (400-599)")
-    count = data.get("count", 1)
-    if count is not None and (not isinstance(count, int) or count < 1):
-        raise ControlError(400, "'count' must be a positive integer or null (until cleared)")
+    status = None
+    if data.get("status") is not None:
+        status = _number(data, "status", minimum=400, maximum=599, integer=True)
+    count = None
+    if data.get("count", 1) is not None:
+        count = _number({"count": 1, **data}, "count", minimum=1, integer=True)
     latency = _number(data, "latency_ms") if "latency_ms" in data else 0.0
     cut = _number(data, "cut_after_events", integer=True) if "cut_after_events" in data else None
     if status is None and not latency and cut is None:
         raise ControlError(400, "a fault needs 'status', 'latency_ms' or 'cut_after_events'")
     fault = mock.faults.add(
         provider=provider,
-        operation_id=data.get("operation_id"),
+        operation_id=_optional_text(data, "operation_id"),
         remaining=count,
         status=status,
-        message=data.get("message"),
+        message=_optional_text(data, "message"),
         body=data.get("body"),
-        headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
+        headers=_fault_headers(data.get("headers")),
         latency_ms=float(latency),
         cut_after_events=cut,
     )
     return _json({"id": fault.id}, 201)
+
+
+def _fault_headers(value: Any) -> dict[str, str]:
+    """Extra response headers of a fault: names and values the server can really send."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) and _HEADER_NAME.fullmatch(k) and _HEADER_VALUE.fullmatch(v)
+        for k, v in value.items()
+    ):
+        raise ControlError(400, "'headers' must map header names to values without control characters")
+    return dict(value)
 
 
 async def list_faults(request: web.Request) -> web.Response:
@@ -229,7 +282,7 @@ async def resend_webhook(request: web.Request) -> web.Response:
     if delivery is None:
         raise web.HTTPNotFound(text="no such webhook delivery")
     if delivery.status == "pending":
-        raise ControlError(409, "the delivery is still pending; advance the clock to retry it")
+        raise ControlError(409, "the delivery is still pending; advance the clock to retry it", "conflict")
     webhooks.resend(delivery.id)
     await webhooks.settle()
     return _json(delivery.public(), 202)

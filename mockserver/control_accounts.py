@@ -16,12 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from mockserver.control import _MOCK, ControlError, _body
+from mockserver.control import _MOCK, ControlError, _body, _number
 from mockserver.core.store import Account, ApiKey, ProviderState
 
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 """Account ids become part of URLs and storage keys: no separators, spaces or control characters."""
 _SECRET_HEX_CHARS = 32
+_VISIBLE = re.compile(r"[^\t\n\x0b\x0c\r ]")
+"""A name must show something: one character that is not ASCII whitespace (the spec's exact pattern)."""
 
 
 def _state(request: web.Request, provider_id: str, *, in_path: bool) -> ProviderState:
@@ -74,16 +76,18 @@ def _cents(data: dict[str, Any], name: str, *, nullable: bool) -> int | None:
     value = data[name]
     if value is None and nullable:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    try:
+        cents: int = _number(data, name, integer=True)
+    except ControlError:
         kind = "an integer >= 0 or null" if nullable else "an integer >= 0"
-        raise ControlError(400, f"'{name}' must be {kind}")
-    return value
+        raise ControlError(400, f"'{name}' must be {kind}") from None
+    return cents
 
 
 def _text(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ControlError(400, f"'{name}' must be a non-empty string")
+    if value is not None and (not isinstance(value, str) or not _VISIBLE.search(value)):
+        raise ControlError(400, f"'{name}' must be a string with a non-whitespace character")
     return value
 
 

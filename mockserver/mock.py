@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from mockserver.core import media
 from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
 from mockserver.core.faults import Faults
@@ -16,7 +18,7 @@ from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
 from mockserver.core.spec import load_spec
 from mockserver.core.store import Store, read_seed_files
-from mockserver.core.textgen import TextGenerator
+from mockserver.core.textgen import TextGenerator, vocabulary
 from mockserver.core.webhooks import WebhookDispatcher, compile_webhooks
 from mockserver.providers import load_module
 from mockserver.resources import fixtures_dir, spec_path
@@ -55,11 +57,20 @@ class Mock:
         """Start background machinery (the job loop, the webhook client); called from the app's startup."""
         self.services.jobs.start()
         await self.services.webhooks.start()
+        # Heavy imports the first chat or video would otherwise pay for, done off the event loop after
+        # the server already answers (they are not needed to start).
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, _warm_up)
 
     async def stop(self) -> None:
         """Stop background machinery cleanly; called on shutdown."""
         await self.services.jobs.stop()
         await self.services.webhooks.stop()
+
+
+def _warm_up() -> None:
+    vocabulary()
+    media.preload()
 
 
 MOCK = web.AppKey("mock", Mock)
@@ -68,7 +79,7 @@ MOCK = web.AppKey("mock", Mock)
 def build_mock(settings: Settings) -> Mock:
     """Load every served provider's spec, module and seed (once), ready to serve."""
     provider_ids = settings.served_providers()
-    seeds = read_seed_files(settings.fixtures or fixtures_dir(), provider_ids)
+    seeds = read_seed_files(settings.fixtures or fixtures_dir(), provider_ids, fallback=fixtures_dir())
     clock = Clock()
     text = TextGenerator(settings.seed)
     limiter, journal, faults = RateLimiter(clock), Journal(), Faults()

@@ -13,23 +13,19 @@ Fixtures:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import requests
-from aiohttp import web
 
-from mockserver.app import create_app
 from mockserver.core.spec import load_document
-from mockserver.mock import MOCK, Mock
 from mockserver.resources import PROVIDER_IDS, spec_path
 from mockserver.settings import Settings
+from mockserver.testing.server import ServerThread
 
 LOOPBACK = "127.0.0.1"
 TEST_RATE_LIMIT = 100_000
@@ -76,105 +72,6 @@ def auth_header(provider_id: str) -> tuple[str, str]:
     return str(scheme["name"]), ""
 
 
-class ServerThread:
-    """The mock served on 127.0.0.1 and a free port by its own event loop in a background thread."""
-
-    def __init__(self, settings: Settings, *, shutdown_timeout: float = 2.0) -> None:
-        self.settings = settings.with_changes(host=LOOPBACK, port=0)
-        self.port = 0
-        self.leftover_tasks: list[str] = []
-        """Tasks the server left pending at shutdown (cancelled); a clean server leaves none."""
-        self._shutdown_timeout = shutdown_timeout
-        self._mock: Mock | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def mock(self) -> Mock:
-        """The running ``Mock`` (read it from tests; drive it over HTTP)."""
-        if self._mock is None:
-            raise RuntimeError("the server is not running")
-        return self._mock
-
-    def start(self, timeout: float = 10.0) -> ServerThread:
-        """Start serving; returns once the port is bound (or raises what went wrong)."""
-        self._thread = threading.Thread(target=self._run, name=f"mockserver:{id(self):x}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError(f"the mock server did not start within {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Shut the server down gracefully and wait for its thread."""
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None:
-            return
-        if loop is not None and stopping is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stopping.set)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError(f"the mock server did not stop within {timeout} s")
-        self._thread = None
-        if self._error is not None:  # a failure while serving or shutting down must not pass unseen
-            raise self._error
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start() or, after start-up, kept for inspection
-            self._error = exc
-        finally:
-            self._ready.set()
-            self._close_loop(loop)
-
-    def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        self.leftover_tasks = [repr(task) for task in pending]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-
-    async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
-        app = create_app(self.settings)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=self._shutdown_timeout
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, LOOPBACK, 0)
-            await site.start()
-            self.port = int(runner.addresses[0][1])
-            self._mock = app[MOCK]
-            self._ready.set()
-            await self._stopping.wait()
-        finally:
-            await runner.cleanup()
-            self._mock = None
-
-
 @dataclass(frozen=True, slots=True)
 class ProviderInfo:
     """One entry of ``GET /_mock/providers``."""
@@ -184,6 +81,8 @@ class ProviderInfo:
     api_key: str
     organization_id: str | None
     models: list[Any]
+    extra_keys: dict[str, str] = field(default_factory=dict)
+    """The provider's other seeded keys by name (``limited``, ``poor``...)."""
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         """The credential header for this provider (its own key unless another is given)."""

@@ -2,11 +2,13 @@
 
 ``billing.quote`` is free (a quote charges nothing); ``billing.charges`` pays for one small chat completion
 and prices the same request with a quote; ``billing.insufficient_balance`` sends a request only when a quote
-says the account cannot afford it (so a conforming target refuses it without charging).
+says the account cannot afford it (so a conforming target refuses it without charging), with the
+``--poor-api-key`` when given: a key of an account too poor for the largest request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from conformance.checks import BehaviourCheck, Outcome, needs
@@ -44,9 +46,16 @@ def money_problems(body: dict[str, Any]) -> list[str]:
     return found
 
 
-def quote(ctx: Context, op: OperationInfo, out: Outcome, check: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Ask for a quote and check its own arithmetic; returns it (or skips when it fails)."""
-    exchange = ctx.call(op, json_body=body)
+def quote(
+    ctx: Context,
+    op: OperationInfo,
+    out: Outcome,
+    check: str,
+    body: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Ask for a quote (``headers`` may carry another key) and check its own arithmetic; returns it."""
+    exchange = ctx.call(op, json_body=body, headers=headers)
     data = validate(ctx, out, check, op, exchange)
     if exchange.status != 200 or not isinstance(data, dict):
         out.add(ctx.violation(check, op, f"the quote answered {exchange.status}", exchange))
@@ -155,17 +164,20 @@ def check_insufficient_balance(ctx: Context) -> Outcome:
     quote_op, video = ctx.require_operations("createQuote", "createVideoGeneration")
     out, check = Outcome(), "billing.insufficient_balance"
     model = ctx.model("video")
+    poor_key = ctx.settings.poor_api_key
+    # The poor account's key replaces the main one for both requests (the quote is about the caller's wallet).
+    headers = ctx.spec.auth_headers(poor_key) if poor_key else None
+    priced = {"model": model, "type": "video", "units": MAX_VIDEO_SECONDS}
     try:
-        data = quote(ctx, quote_op, out, check, {"model": model, "type": "video", "units": MAX_VIDEO_SECONDS})
+        data = quote(ctx, quote_op, out, check, priced, headers=headers)
     except _Stop:
         return out
     if data.get("account", {}).get("affordable", True):
-        raise Skip(
-            f"not provokable: the account can afford the largest request (a {MAX_VIDEO_SECONDS} s video)"
-        )
+        whose = "the --poor-api-key account" if poor_key else "the account (pass --poor-api-key)"
+        raise Skip(f"not provokable: {whose} can afford the largest request (a {MAX_VIDEO_SECONDS} s video)")
     ctx.require_spend("a request the account cannot afford (a faulty target would charge it)")
     body = {"model": model, "prompt": "conformance", "settings": {"duration_seconds": MAX_VIDEO_SECONDS}}
-    exchange = ctx.call(video, json_body=body)
+    exchange = ctx.call(video, json_body=body, headers=headers)
     code = (
         (exchange.json() or {}).get("details", {}).get("code") if isinstance(exchange.json(), dict) else None
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from conformance.checks import BehaviourCheck, Outcome, needs
 from conformance.client import Exchange
@@ -132,6 +133,15 @@ def check_batch(ctx: Context) -> Outcome:
                 message = f"completed_tasks went back from {history[-1][0]} to {completed}"
                 out.add(ctx.violation(check, get, message, exchange))
             history.append((completed, str(job.get("job_status"))))
+            results = job.get("results")
+            if isinstance(completed, int) and isinstance(results, list):
+                # "Number of tasks that have finished (completed or failed)": the results say which.
+                finished = sum(
+                    1 for r in results if isinstance(r, dict) and r.get("status") in ("completed", "failed")
+                )
+                if completed != finished:
+                    message = f"completed_tasks {completed} but {finished} finished tasks in results"
+                    out.add(ctx.violation(check, get, message, exchange))
 
     def fetch() -> Exchange:
         return ctx.call(get, params={"job_id": job_id})
@@ -217,6 +227,18 @@ def check_run(ctx: Context) -> Outcome:
     return out
 
 
+def _points_at(url: str, base: str, path: str) -> bool:
+    """Whether ``url`` is an absolute URL of ``path`` (an operation's path) for the target at ``base``.
+
+    Another host may serve it (the documents do not say where), but on the base URL's own host the path
+    must be the base URL's path plus the operation's: a URL that loses a gateway's path prefix fails.
+    """
+    got, root = urlsplit(url), urlsplit(base)
+    if got.scheme not in ("http", "https") or not got.path.endswith(path):
+        return False
+    return got.netloc.lower() != root.netloc.lower() or got.path == root.path.rstrip("/") + path
+
+
 def check_video(ctx: Context) -> Outcome:
     """Pahlavan-style video: 202 with status_url, queued/processing then succeeded/failed, an MP4 output."""
     ctx.require_spend("a video generation")
@@ -230,7 +252,7 @@ def check_video(ctx: Context) -> Outcome:
         return out
     video_id = str(data["id"])
     expected_path = ctx.path(get, id=video_id)
-    if not str(data.get("status_url", "")).endswith(expected_path):
+    if not _points_at(str(data.get("status_url", "")), ctx.settings.base, expected_path):
         message = f"status_url {data.get('status_url')!r} does not point at {expected_path}"
         out.add(ctx.violation(check, create, message, created))
     order = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}

@@ -121,12 +121,25 @@ def check_exhaust(ctx: Context) -> Outcome:
     if remaining + EXHAUST_SLACK > ctx.guard.remaining:
         raise Skip(f"exhausting needs about {remaining + EXHAUST_SLACK} requests: raise --max-requests")
     limited: Exchange | None = first if first.status == 429 else None
-    sent = 1
-    while limited is None and sent <= remaining + EXHAUST_SLACK:
+    sent, counted, window = 1, 1, _int_header(first, RESET)
+    restarted = False
+    while limited is None and counted <= remaining + EXHAUST_SLACK:
         exchange = ctx.call(op, json_body=body, retries_on_429=0)
         sent += 1
+        counted += 1
+        reset = _int_header(exchange, RESET)
         if exchange.status == 429:
             limited = exchange
+        elif not restarted and window is not None and reset is not None and reset > window:
+            # A new window began while the old one was being run dry: count again from its Remaining (once;
+            # a window is long next to the time a run takes, so the second attempt fits in one).
+            restarted, window = True, reset
+            remaining = _int_header(exchange, REMAINING) or 0
+            counted = 1
+            if remaining + EXHAUST_SLACK > ctx.guard.remaining:
+                raise Skip(
+                    f"exhausting needs about {remaining + EXHAUST_SLACK} requests: raise --max-requests"
+                )
     if limited is None:
         out.add(
             ctx.violation(

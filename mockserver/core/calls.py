@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from mockserver.core.clock import Clock
@@ -136,12 +137,24 @@ class LoadedProvider:
     spec: Spec
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON, as the mock writes it (always encodable as UTF-8)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# Built once: json.dumps() with non-default options constructs a new encoder on every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
+
+
+def dump_bytes(value: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes, as the mock writes it."""
     try:
-        text.encode("utf-8")
+        return orjson.dumps(value)
+    except TypeError:
+        pass  # integers past 64 bits or lone surrogates: the standard library handles both
+    try:
+        return _COMPACT.encode(value).encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate echoed from a client's "\ud800" escape has no UTF-8 form: escape it instead.
-        return json.dumps(value, separators=(",", ":"))
-    return text
+        return _COMPACT_ASCII.encode(value).encode("ascii")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the mock writes it (always encodable as UTF-8)."""
+    return dump_bytes(value).decode("utf-8")

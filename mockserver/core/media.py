@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from urllib.parse import quote
 
-import av
 from PIL import Image, ImageDraw, ImageFont
 
 PNG = "image/png"
@@ -136,8 +135,16 @@ def video_poster(prompt: str, seed: int, size: int = 128) -> bytes:
     return out.getvalue()
 
 
+def preload() -> None:
+    """Import the video encoder ahead of the first video (start-up runs this in a worker thread)."""
+    import av  # noqa: F401
+
+
 def render_video(prompt: str, seed: int, seconds: int = 2, fps: int = 8, size: int = 128) -> bytes:
     """A small H.264 MP4 whose frames move the shapes of the prompt's and seed's picture."""
+    # Imported here: PyAV (FFmpeg) costs ~0.1 s to import and only video outputs need it.
+    import av
+
     digest = _palette(prompt, seed)
     frames = max(1, seconds * fps)
     out = io.BytesIO()

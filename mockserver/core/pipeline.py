@@ -23,7 +23,7 @@ from mockserver.core.calls import (
     LoadedProvider,
     Reply,
     Services,
-    dumps,
+    dump_bytes,
 )
 from mockserver.core.faults import Fault, Faults
 from mockserver.core.journal import Journal
@@ -126,7 +126,11 @@ class ProviderService:
     def _render_error(self, error: ApiError) -> tuple[web.Response, dict[str, Any]]:
         envelope = self.module.render_error(error)
         response = web.Response(
-            status=error.status, text=dumps(envelope), content_type=JSON_MEDIA_TYPE, headers=error.headers
+            status=error.status,
+            body=dump_bytes(envelope),
+            content_type=JSON_MEDIA_TYPE,
+            charset="utf-8",
+            headers=error.headers,
         )
         return response, envelope
 
@@ -217,7 +221,12 @@ class ProviderService:
             response.headers.update(reply.headers)
             body: Any = None
         elif isinstance(reply, JsonReply):
-            response = web.Response(status=reply.status, text=dumps(reply.body), content_type=JSON_MEDIA_TYPE)
+            response = web.Response(
+                status=reply.status,
+                body=dump_bytes(reply.body),
+                content_type=JSON_MEDIA_TYPE,
+                charset="utf-8",
+            )
             response.headers.update(reply.headers)
             body = reply.body
         else:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from mockserver.core.spec import SAFE_LOADER
 from mockserver.errors import FixtureError
 
 
@@ -36,11 +37,13 @@ class ApiKey:
     """Cents reserved by requests in flight (counted against the spend limit until they settle)."""
     organization: str | None = None
     revoked: bool = False
+    seeded: bool = False
+    """Whether the key comes from the seed file (listed by ``/_mock/providers``) or was created at runtime."""
+    key_id: str = field(init=False)
+    """A stable, non-secret handle for the key (safe to log); computed once, it is used per request."""
 
-    @property
-    def key_id(self) -> str:
-        """A stable, non-secret handle for the key (safe to log)."""
-        return "key_" + hashlib.sha256(self.key.encode()).hexdigest()[:12]
+    def __post_init__(self) -> None:
+        self.key_id = "key_" + hashlib.sha256(self.key.encode()).hexdigest()[:12]
 
     def redacted(self) -> str:
         """The key with all but its prefix and last four characters hidden."""
@@ -114,6 +117,7 @@ def parse_seed(provider_id: str, data: Any, where: str) -> ProviderState:
             rate_limit=k.get("rate_limit_per_minute"),
             spend_limit_cents=k.get("spend_limit_cents"),
             organization=k.get("organization"),
+            seeded=True,
         )
     if not keys:
         raise FixtureError(f"{where}: at least one key is needed")
@@ -129,13 +133,20 @@ def parse_seed(provider_id: str, data: Any, where: str) -> ProviderState:
     )
 
 
-def read_seed_files(fixtures: Path, provider_ids: tuple[str, ...]) -> dict[str, Any]:
-    """Read ``seed/<provider>.yaml`` for each provider, once."""
+def read_seed_files(
+    fixtures: Path, provider_ids: tuple[str, ...], fallback: Path | None = None
+) -> dict[str, Any]:
+    """Read ``seed/<provider>.yaml`` for each provider, once; a provider ``fixtures`` has no seed for is
+    read from ``fallback`` (a user's folder only needs the seeds it changes)."""
+    if fallback is not None and not (fixtures / "seed").is_dir():
+        raise FixtureError(f"{fixtures} has no 'seed' folder (seed/<provider>.yaml)")
     raw: dict[str, Any] = {}
     for provider_id in provider_ids:
         path = fixtures / "seed" / f"{provider_id}.yaml"
+        if fallback is not None and not path.exists():
+            path = fallback / "seed" / f"{provider_id}.yaml"
         try:
-            raw[provider_id] = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw[provider_id] = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
         except (OSError, yaml.YAMLError) as exc:
             raise FixtureError(f"cannot read seed {path.name}: {exc}") from exc
     return raw

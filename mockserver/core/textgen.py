@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from faker import Faker
-from faker.providers.lorem.en_US import Provider as EnglishLorem
+import orjson
 
 _TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
@@ -72,8 +73,21 @@ _STOPWORDS = frozenset(
 )
 IMAGE_PART_TOKENS = 85
 """Tokens counted for one image part, as OpenAI-style vision APIs bill a low-detail image."""
-_STREAM_BYTES = 1 + 6 * (1 + 2 * 12)
-"""Digest bytes a reply can consume: a sentence count, then per sentence a length and two bytes a word."""
+_MAX_SENTENCES, _MAX_WORDS = 6, 12
+_WORD_PICKS = struct.Struct(f">{1 + _MAX_SENTENCES}B{_MAX_SENTENCES * _MAX_WORDS}H")
+"""How a reply reads its digest: a sentence count, a length per sentence, then two bytes a word."""
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON bytes of request parts (sorted keys), the input of every digest."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:
+        # Integers past 64 bits or lone surrogates: the same input always takes this same path.
+        return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
+
+
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens counted per message for its role and separators."""
 
@@ -132,42 +146,53 @@ def _topic(prompt: str) -> str:
     return " ".join(words[:2]).lower() if words else ""
 
 
+@functools.cache
+def vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Faker's English words as tokens (" word") and sentence openers (" Word").
+
+    Imported on first use: importing Faker costs ~0.1 s of start-up.
+    """
+    from faker.providers.lorem.en_US import Provider
+
+    return tuple(" " + w for w in Provider.word_list), tuple(" " + w.capitalize() for w in Provider.word_list)
+
+
+@functools.lru_cache(maxsize=4096)
+def _opening(prompt: str) -> tuple[str, ...]:
+    topic = _topic(prompt)
+    return tuple(
+        tokenize(f"Here is what I can tell you about {topic}." if topic else "Thanks for your message.")
+    )
+
+
 class TextGenerator:
     """Writes replies from Faker's English vocabulary, seeded by the server seed and the request."""
 
     def __init__(self, seed: int) -> None:
+        # Faker's own sentence builder costs ~100 us a reply; drawing from its word list with a request
+        # digest gives the same kind of text at a fraction of the cost (the mock's hot path).
         self._seed = seed
-        # Faker's own sentence builder costs ~100 us a reply; drawing from its word list with a seeded
-        # Random gives the same kind of text at a fraction of the cost (the mock's hot path).
-        self._words: tuple[str, ...] = tuple(EnglishLorem.word_list)
-        self.faker = Faker("en_US")
-        """A shared Faker for providers' other fake data (seed it with ``seed_instance`` before use)."""
 
     def digest(self, *parts: Any) -> int:
         """A stable integer for any JSON-able request parts (the seed included)."""
-        blob = json.dumps([self._seed, *parts], sort_keys=True, default=str, separators=(",", ":"))
-        return int.from_bytes(hashlib.blake2b(blob.encode(), digest_size=8).digest(), "big")
+        return int.from_bytes(hashlib.blake2b(canonical([self._seed, *parts]), digest_size=8).digest(), "big")
 
     def reply(self, prompt: str, *, salt: Sequence[Any] = (), max_tokens: int | None = None) -> Completion:
         """A reply to ``prompt``: a sentence on its topic and a few more, cut at ``max_tokens``."""
         # One SHAKE-256 stream of the request drives every choice: cheaper than seeding a Random per
         # request (this is the mock's hot path) and just as deterministic.
-        blob = json.dumps([self._seed, prompt, *salt], sort_keys=True, default=str, separators=(",", ":"))
-        stream = hashlib.shake_256(blob.encode()).digest(_STREAM_BYTES)
-        topic = _topic(prompt)
-        opening = f"Here is what I can tell you about {topic}." if topic else "Thanks for your message."
-        tokens = tokenize(opening)
-        words, count = self._words, len(self._words)
-        pos = 1
-        for _ in range(2 + stream[0] % 5):
-            length = 5 + stream[pos] % 8
-            picks = [
-                words[int.from_bytes(stream[pos + 1 + 2 * i : pos + 3 + 2 * i], "big") % count]
-                for i in range(length)
-            ]
-            pos += 1 + 2 * length
-            tokens.append(" " + picks[0].capitalize())
-            tokens.extend(" " + word for word in picks[1:])
+        stream = hashlib.shake_256(canonical([self._seed, prompt, *salt])).digest(_WORD_PICKS.size)
+        picks = _WORD_PICKS.unpack(stream)
+        words, openers = vocabulary()
+        count = len(words)
+        tokens = list(_opening(prompt))
+        index = 1 + _MAX_SENTENCES
+        for sentence in range(2 + picks[0] % (_MAX_SENTENCES - 1)):
+            length = 5 + picks[1 + sentence] % (_MAX_WORDS - 4)
+            chosen = picks[index : index + length]
+            index += _MAX_WORDS
+            tokens.append(openers[chosen[0] % count])
+            tokens.extend(words[i % count] for i in chosen[1:])
             tokens.append(".")
         if max_tokens is not None and len(tokens) > max_tokens:
             # int(): JSON Schema's `integer` admits 5.0, which a validated body may carry.
@@ -175,6 +200,5 @@ class TextGenerator:
         return Completion(tuple(tokens), "stop")
 
     def short_id(self, *parts: Any, length: int = 24) -> str:
-        """A deterministic lowercase hex id derived from the seed and ``parts``."""
-        blob = json.dumps([self._seed, *parts], sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:length]
+        """A deterministic lowercase hex id derived from the seed and ``parts`` (up to 64 characters)."""
+        return hashlib.blake2b(canonical([self._seed, *parts]), digest_size=32).hexdigest()[:length]

@@ -85,9 +85,13 @@ def _json_number(text: str) -> float | int:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
+_DECODER = json.JSONDecoder(parse_float=_json_number)
+"""Built once: json.loads with a hook constructs a new decoder on every call."""
+
+
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw, parse_float=_json_number)
+        return _DECODER.decode(raw.decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and integers past Python's digit limit
         raise invalid_request(f"Request body is not valid JSON: {exc}", location="body") from exc
     except RecursionError as exc:

@@ -16,6 +16,9 @@ from mockserver.core.store import parse_seed
 PAHLAVAN = "pahlavan"
 ACCOUNT = "user_123"
 PRIMARY_KEY = "sp_live_mockkey0001"
+POOR_ACCOUNT = "user_poor"
+"""Seeded with one cent and the key ``poor``, for provoking INSUFFICIENT_BALANCE."""
+SEEDED_KEYS = {"demo": ACCOUNT, "limited": ACCOUNT, "poor": POOR_ACCOUNT}
 KEY_FIELDS = {
     "provider",
     "key_id",
@@ -77,7 +80,10 @@ def keys(mock: Any) -> list[dict[str, Any]]:
 
 def test_list_accounts_shows_seeded_wallets(mock: Any) -> None:
     accounts = mock.control("GET", f"/accounts?provider={PAHLAVAN}")["accounts"]
-    assert accounts == [{"provider": PAHLAVAN, "id": ACCOUNT, "wallet_cents": 100000}]
+    assert accounts == [
+        {"provider": PAHLAVAN, "id": ACCOUNT, "wallet_cents": 100000},
+        {"provider": PAHLAVAN, "id": POOR_ACCOUNT, "wallet_cents": 1},
+    ]
     everything = mock.control("GET", "/accounts")["accounts"]
     assert everything == accounts  # only Pahlavan is served here
 
@@ -117,15 +123,15 @@ def test_list_keys_never_shows_secrets(mock: Any) -> None:
     assert response.status_code == 200
     assert PRIMARY_KEY not in response.text
     assert "sp_live_mockkey0002" not in response.text
+    assert "sp_live_mockkey0003" not in response.text
     listing = response.json()["keys"]
-    assert [k["name"] for k in listing] == ["demo", "limited"]
+    assert {k["name"]: k["account"] for k in listing} == SEEDED_KEYS
     for entry in listing:
         assert set(entry) == KEY_FIELDS
         assert re.fullmatch(r"key_[0-9a-f]{12}", entry["key_id"])
-        assert entry["account"] == ACCOUNT
         assert entry["revoked"] is False
         assert entry["spent_cents"] == 0
-    assert [k["spend_limit_cents"] for k in listing] == [None, 100]
+    assert [k["spend_limit_cents"] for k in listing] == [None, 100, None]
     assert listing[0]["redacted"].endswith("0001")
     assert PRIMARY_KEY not in listing[0]["redacted"]
 
@@ -181,7 +187,7 @@ def test_key_for_a_new_account_creates_the_account(mock: Any) -> None:
 )
 def test_create_key_validation(mock: Any, body: Any) -> None:
     assert_control_error(call(mock, "POST", "/keys", body), 400, "invalid_request")
-    assert len(keys(mock)) == 2
+    assert len(keys(mock)) == len(SEEDED_KEYS)
 
 
 def test_spend_limit_update(mock: Any) -> None:

@@ -74,7 +74,8 @@ def test_providers_listing_shape(chat_mock: Any) -> None:
     assert [p["id"] for p in listing] == ["studioaicore", "spaceai"]
     by_id = {p["id"]: p for p in listing}
     for provider_id, entry in by_id.items():
-        assert set(entry) == {"id", "base_url", "api_key", "organization_id", "models"}
+        assert set(entry) == {"id", "base_url", "api_key", "extra_keys", "organization_id", "models"}
+        assert entry["extra_keys"] == {}  # one seeded key each
         assert entry["base_url"] == f"{chat_mock.base_url}/{provider_id}"
         assert entry["api_key"] == SEED_KEYS[provider_id]
         assert entry["organization_id"] is None

@@ -212,10 +212,13 @@ def test_authenticated_operations_declare_401(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_SPECS)
 def test_operations_with_input_declare_400(name: str) -> None:
     spec = load_spec(name)
+    # The control API's parameters only select (an unknown id is a 404, an unknown filter value selects
+    # nothing), so there only a body is input that can be invalid.
+    body_only = name not in PROVIDER_IDS
     problems = [
         f"{op.operation_id} ({op.pointer}) takes input but declares no 400"
         for op in _api_operations(name)
-        if ("requestBody" in op.node or operation_parameters(spec, op))
+        if ("requestBody" in op.node or (not body_only and operation_parameters(spec, op)))
         and "400" not in (op.node.get("responses") or {})
     ]
     _fail_if(problems, name)

@@ -33,7 +33,8 @@ DOWNLOAD_ROUTE = "/api/v1/storage/object"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;.*)?", re.DOTALL)
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}( *;.*)?", re.DOTALL)
+"""type/subtype, optional parameters: the same rule as PresignRequest.content_type's pattern in the spec."""
 
 
 @dataclass(slots=True)
