@@ -13,18 +13,15 @@ Fixtures:
 
 from __future__ import annotations
 
-import functools
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import requests
 
-from mockserver.core.spec import load_document
-from mockserver.resources import PROVIDER_IDS, spec_path
+from mockserver.resources import PROVIDER_IDS
 from mockserver.settings import Settings
+from mockserver.testing.control import MockControl
 from mockserver.testing.server import ServerThread
 
 LOOPBACK = "127.0.0.1"
@@ -61,117 +58,8 @@ def server_settings(**changes: Any) -> Settings:
     return base.with_changes(**changes)
 
 
-@functools.cache
-def auth_header(provider_id: str) -> tuple[str, str]:
-    """(header name, value prefix) a provider's spec says the key travels in."""
-    document = load_document(spec_path(provider_id))
-    scheme_name = next(iter(document["security"][0]))
-    scheme = document["components"]["securitySchemes"][scheme_name]
-    if scheme["type"] == "http" and scheme["scheme"].lower() == "bearer":
-        return "Authorization", "Bearer "
-    return str(scheme["name"]), ""
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderInfo:
-    """One entry of ``GET /_mock/providers``."""
-
-    id: str
-    base_url: str
-    api_key: str
-    organization_id: str | None
-    models: list[Any]
-    extra_keys: dict[str, str] = field(default_factory=dict)
-    """The provider's other seeded keys by name (``limited``, ``poor``...)."""
-
-    def auth(self, key: str | None = None) -> dict[str, str]:
-        """The credential header for this provider (its own key unless another is given)."""
-        name, prefix = auth_header(self.id)
-        return {name: prefix + (self.api_key if key is None else key)}
-
-
-class MockClient:
-    """A test's handle on a running mock: provider requests and control-API calls over real HTTP."""
-
-    def __init__(self, base_url: str, server: ServerThread | None = None) -> None:
-        self.base_url = base_url
-        self.server = server
-        self.http = requests.Session()
-        self._providers: dict[str, ProviderInfo] | None = None
-
-    # -- providers ----------------------------------------------------------------------------------
-
-    @property
-    def providers(self) -> dict[str, ProviderInfo]:
-        """Every served provider by id, as ``GET /_mock/providers`` lists it."""
-        if self._providers is None:
-            listing = self.control("GET", "/providers")["providers"]
-            self._providers = {p["id"]: ProviderInfo(**p) for p in listing}
-        return self._providers
-
-    def provider(self, provider_id: str) -> ProviderInfo:
-        """One provider's listing."""
-        return self.providers[provider_id]
-
-    def url(self, provider_id: str, path: str) -> str:
-        """An absolute URL under a provider's base URL."""
-        return self.provider(provider_id).base_url + path
-
-    def request(
-        self, provider_id: str, method: str, path: str, *, auth: bool = True, **kwargs: Any
-    ) -> requests.Response:
-        """Call a provider (with its key unless ``auth=False``); ``kwargs`` go to ``requests``."""
-        headers = dict(self.provider(provider_id).auth()) if auth else {}
-        headers.update(kwargs.pop("headers", None) or {})
-        kwargs.setdefault("timeout", 10)
-        return self.http.request(method, self.url(provider_id, path), headers=headers, **kwargs)
-
-    def get(self, provider_id: str, path: str, **kwargs: Any) -> requests.Response:
-        """``GET`` on a provider."""
-        return self.request(provider_id, "GET", path, **kwargs)
-
-    def post(self, provider_id: str, path: str, **kwargs: Any) -> requests.Response:
-        """``POST`` on a provider."""
-        return self.request(provider_id, "POST", path, **kwargs)
-
-    # -- control API --------------------------------------------------------------------------------
-
-    def control(self, method: str, path: str, json: Any = None) -> Any:
-        """Call ``/_mock<path>`` and return its JSON (raises on an HTTP error)."""
-        response = self.http.request(method, f"{self.base_url}/_mock{path}", json=json, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def reset(self) -> None:
-        """Back to the seed state (store, clock, counters, journal, faults)."""
-        self.control("POST", "/reset")
-
-    def now(self) -> float:
-        """The mock's clock."""
-        return float(self.control("GET", "/clock")["now"])
-
-    def advance(self, seconds: float) -> float:
-        """Move the mock's clock forward; returns the new time."""
-        return float(self.control("POST", "/clock/advance", {"seconds": seconds})["now"])
-
-    def fault(self, **fault: Any) -> int:
-        """Inject a fault (see ``POST /_mock/faults``); returns its id."""
-        return int(self.control("POST", "/faults", fault)["id"])
-
-    def journal(self, provider: str | None = None) -> list[dict[str, Any]]:
-        """The request journal, oldest first."""
-        query = f"?provider={provider}" if provider else ""
-        entries: list[dict[str, Any]] = self.control("GET", f"/requests{query}")["requests"]
-        return entries
-
-    def violations(self) -> list[dict[str, Any]]:
-        """Responses the mock sent outside its own spec (must stay empty)."""
-        found: list[dict[str, Any]] = self.control("GET", "/violations")["violations"]
-        return found
-
-    def close(self) -> None:
-        """Release the HTTP connections."""
-        self.http.close()
+# The tests use the same control handle the pytest plugin gives users.
+MockClient = MockControl
 
 
 # -- fixtures -------------------------------------------------------------------------------------------

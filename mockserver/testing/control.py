@@ -48,6 +48,8 @@ class ProviderInfo:
     api_key: str
     organization_id: str | None = None
     models: list[Any] = field(default_factory=list)
+    extra_keys: dict[str, str] = field(default_factory=dict)
+    """The provider's other seeded keys by name (``limited``, ``poor``...)."""
 
     def auth_headers(self, key: str | None = None) -> dict[str, str]:
         """The credential header, with this provider's seeded key unless another is given."""

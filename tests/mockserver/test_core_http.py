@@ -437,7 +437,9 @@ def test_single_provider_mode_serves_at_the_root(start_mock: Any) -> None:
     response = mock.get("spaceai", "/v1/models")
     assert response.url == f"{mock.base_url}/v1/models"
     assert response.status_code == 200
-    prefixed = mock.http.get(f"{mock.base_url}/spaceai/v1/models", headers=mock.provider("spaceai").auth())
+    prefixed = mock.http.get(
+        f"{mock.base_url}/spaceai/v1/models", headers=mock.provider("spaceai").auth_headers()
+    )
     assert_error(prefixed, "spaceai", 404, "not_found_error")
 
 
@@ -535,7 +537,7 @@ def test_cut_after_events_breaks_the_stream(chat_mock: Any) -> None:
             "POST",
             info.base_url + "/v1/chat/completions",
             json=chat_body("spaceai", stream=True),
-            headers=info.auth(),
+            headers=info.auth_headers(),
         ) as source,
     ):
         assert source.response.status_code == 200

@@ -57,7 +57,7 @@ def stream_events(mock: Any, body: dict[str, Any]) -> tuple[httpx.Response, list
     with (
         httpx.Client(timeout=10) as client,
         connect_sse(
-            client, "POST", info.base_url + "/v1/chat/completions", json=body, headers=info.auth()
+            client, "POST", info.base_url + "/v1/chat/completions", json=body, headers=info.auth_headers()
         ) as source,
     ):
         data = [event.data for event in source.iter_sse()]
@@ -285,7 +285,7 @@ def test_client_leaving_mid_stream_is_quiet(start_chat_mock: Any, caplog: pytest
     with (
         httpx.Client(timeout=10) as client,
         connect_sse(
-            client, "POST", info.base_url + "/v1/chat/completions", json=body, headers=info.auth()
+            client, "POST", info.base_url + "/v1/chat/completions", json=body, headers=info.auth_headers()
         ) as source,
     ):
         for event in source.iter_sse():

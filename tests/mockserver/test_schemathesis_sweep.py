@@ -85,7 +85,7 @@ def sweep_config(provider: Any) -> schemathesis.Config:
             "seed": 0,
             "dictionaries": {"seeded_models": {"values": list(provider.models)}},
             "base-url": provider.base_url,
-            "headers": provider.auth(),
+            "headers": provider.auth_headers(),
             "max-stream-events": MAX_STREAM_EVENTS,
             "parameters": parameters,
             "checks": {
