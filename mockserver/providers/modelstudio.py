@@ -10,21 +10,8 @@ from mockserver.core.jobs import FAIL_MARKER, Job, JobState, TaskState
 from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.textgen import message_text
 from mockserver.core.validation import field_name
-from mockserver.errors import ApiError, ErrorKind, forbidden, invalid_request, not_found
-
-ERROR_CODES = {
-    ErrorKind.INVALID_REQUEST: "invalid_request",
-    ErrorKind.UNAUTHORIZED: "unauthorized",
-    ErrorKind.PAYMENT_REQUIRED: "payment_required",
-    ErrorKind.FORBIDDEN: "forbidden",
-    ErrorKind.NOT_FOUND: "not_found",
-    ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
-    ErrorKind.PAYLOAD_TOO_LARGE: "payload_too_large",
-    ErrorKind.RATE_LIMITED: "rate_limited",
-    ErrorKind.INTERNAL: "internal_error",
-    ErrorKind.UPSTREAM: "internal_error",
-}
-"""The spec's snake_case codes (``Error.error.code``) per neutral kind; ``ApiError.code`` wins."""
+from mockserver.errors import ApiError, forbidden, invalid_request, not_found
+from mockserver.providers._snake_case import ERROR_CODES
 
 JOB_STATUS = {
     JobState.QUEUED: "created",
