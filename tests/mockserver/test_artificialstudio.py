@@ -19,6 +19,7 @@ import aiohttp
 import av
 import pytest
 import yaml
+from _mock_test_helpers import listen
 from aiohttp import web
 from jsonschema import Draft202012Validator
 from PIL import Image
@@ -113,19 +114,6 @@ class Client:
         async with self.session.get(self.origin + "/_mock" + path) as resp:
             assert resp.status == 200
             return await resp.json()
-
-
-@asynccontextmanager
-async def listen(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from _mock_test_helpers import sweep_run
 
 from mockserver.core.router import Router
 from mockserver.core.spec import JSON_MEDIA_TYPE, Spec, load_spec
@@ -104,18 +105,7 @@ def sweep_config(base_url: str, known: dict[str, str]) -> schemathesis.Config:
             "base-url": f"{base_url}/_mock",
             "dictionaries": {name: {"values": [value]} for name, value in known.items()},
             "parameters": {f"path.{name}": {"dictionary": name, "probability": 0.5} for name in known},
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": False},
-            },
-            "generation": {
-                "mode": "all",
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                "database": "none",
-            },
+            **sweep_run(MAX_EXAMPLES),
         }
     )
 

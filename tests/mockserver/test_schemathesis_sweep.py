@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from _mock_test_helpers import sweep_run
 
 from mockserver.core.spec import load_document
 from mockserver.resources import PROVIDER_IDS, spec_path
@@ -115,18 +116,7 @@ def sweep_config(provider: Any) -> schemathesis.Config:
                 }
                 for operation_id in SEMANTIC_400
             ],
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": False},
-            },
-            "generation": {
-                "mode": "all",
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                "database": "none",
-            },
+            **sweep_run(MAX_EXAMPLES),
         }
     )
 

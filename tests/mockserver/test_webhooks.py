@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _mock_test_helpers import listen
 from aiohttp import web
 
 from mockserver.app import create_app
@@ -68,19 +69,6 @@ class Receiver:
         if self.delay:
             await asyncio.sleep(self.delay)
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200, text="ok")
-
-
-@asynccontextmanager
-async def listen(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @dataclass
