@@ -9,15 +9,24 @@ Fixtures:
     server_pool   session-wide cache: ``server_pool(**settings)`` starts one server per distinct settings
     attach_mock   turns any running server into a reset, violation-checked ``MockClient`` for one test
     start_mock    a dedicated server with custom settings for one test (``start_mock(rate_limit=3)``)
+    mock_cli      ``with mock_cli("--fixtures", path) as origin``: ``python -m mockserver`` as a user runs it
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from mockserver.resources import PROVIDER_IDS
 from mockserver.settings import Settings
@@ -134,5 +143,56 @@ def start_mock(
         server = ServerThread(server_settings(**changes)).start()
         _test_servers.append(server)
         return attach_mock(server)
+
+    return start
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+CliServer = contextlib.AbstractContextManager[str]
+
+
+@contextlib.contextmanager
+def run_mock_cli(args: tuple[str, ...], log: Path) -> Iterator[str]:
+    """``python -m mockserver <args>`` on a free port, as on a newcomer's machine; yields its origin."""
+    port = free_port()
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mockserver", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # No MOCKSERVER_* variables changing the defaults.
+            env={k: v for k, v in os.environ.items() if not k.startswith("MOCKSERVER_")},
+        )
+    origin = f"http://{LOOPBACK}:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(origin + "/_mock/providers", timeout=1).raise_for_status()
+                break
+            except requests.RequestException:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"python -m mockserver did not start: {log.read_text(errors='replace')}")
+                time.sleep(0.05)  # real time: waiting for a separate process to bind its port
+        yield origin
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def mock_cli(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """``with mock_cli(*args) as origin``: the CLI server for a block, its output kept for failures."""
+
+    def start(*args: str) -> CliServer:
+        return run_mock_cli(args, tmp_path_factory.mktemp("mock_cli") / "mockserver.log")
 
     return start

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -42,41 +39,12 @@ def curl_commands() -> list[str]:
     return commands + re.findall(r"`(curl [^`]+)`", prose)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def origin(mock_cli: Any) -> Iterator[str]:
     """``python -m mockserver`` as the Quick start starts it, on a free port instead of 8080."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("quickstart") / "mockserver.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mockserver", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            # As on a newcomer's machine: no MOCKSERVER_* variables changing the defaults.
-            env={k: v for k, v in os.environ.items() if not k.startswith("MOCKSERVER_")},
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(base + "/_mock/providers", timeout=1).raise_for_status()
-                break
-            except requests.RequestException:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"python -m mockserver did not start: {log.read_text(errors='replace')}")
-                time.sleep(0.05)  # real time: waiting for a separate process to bind its port
+    with mock_cli() as base:
         yield base
         assert requests.get(base + "/_mock/violations", timeout=5).json()["violations"] == []
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def test_the_quick_start_starts_the_mock_and_runs_the_conformance_suite() -> None:
