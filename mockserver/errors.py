@@ -39,6 +39,8 @@ class ErrorKind(enum.Enum):
     UNAUTHORIZED = "unauthorized"
     PAYMENT_REQUIRED = "payment_required"
     FORBIDDEN = "forbidden"
+    SPEND_LIMIT = "spend_limit"
+    """A known key may not spend more (its own limit), though its account could pay."""
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"

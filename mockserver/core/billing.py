@@ -24,11 +24,6 @@ from mockserver.errors import ApiError, ErrorKind
 MICROCENTS_PER_CENT = 1_000_000
 _MICROCENTS_PER_USD = Decimal(100 * MICROCENTS_PER_CENT)
 
-INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
-"""``ApiError.code`` when the wallet cannot cover a hold (402)."""
-API_KEY_SPEND_LIMIT_EXCEEDED = "API_KEY_SPEND_LIMIT_EXCEEDED"
-"""``ApiError.code`` when a key's spend limit cannot cover a hold (403)."""
-
 
 def to_microcents(usd: Decimal) -> int:
     """An exact USD amount in whole micro-cents (half-even: finer fractions than 1e-8 USD are noise)."""
@@ -188,7 +183,6 @@ def reserve(account: Account, key: ApiKey | None, metered_estimate: Decimal) -> 
             402,
             ErrorKind.PAYMENT_REQUIRED,
             checked.account.reason or "Insufficient balance.",
-            code=INSUFFICIENT_BALANCE,
             details={
                 "balance_cents": checked.account.balance_cents,
                 "available_cents": checked.account.available_cents,
@@ -198,9 +192,8 @@ def reserve(account: Account, key: ApiKey | None, metered_estimate: Decimal) -> 
     if not checked.key.within_limit:
         raise ApiError(
             403,
-            ErrorKind.FORBIDDEN,
+            ErrorKind.SPEND_LIMIT,
             checked.key.reason or "API key spend limit exceeded.",
-            code=API_KEY_SPEND_LIMIT_EXCEEDED,
             details={
                 "spend_limit_cents": checked.key.spend_limit_cents,
                 "spent_cents": checked.key.spent_cents,

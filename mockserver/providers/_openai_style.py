@@ -13,6 +13,7 @@ ERROR_TYPES = {
     ErrorKind.UNAUTHORIZED: "authentication_error",
     ErrorKind.PAYMENT_REQUIRED: "invalid_request_error",
     ErrorKind.FORBIDDEN: "permission_error",
+    ErrorKind.SPEND_LIMIT: "permission_error",
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
     ErrorKind.PAYLOAD_TOO_LARGE: "invalid_request_error",

@@ -9,6 +9,7 @@ ERROR_CODES = {
     ErrorKind.UNAUTHORIZED: "unauthorized",
     ErrorKind.PAYMENT_REQUIRED: "payment_required",
     ErrorKind.FORBIDDEN: "forbidden",
+    ErrorKind.SPEND_LIMIT: "forbidden",
     ErrorKind.NOT_FOUND: "not_found",
     ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
     ErrorKind.PAYLOAD_TOO_LARGE: "payload_too_large",

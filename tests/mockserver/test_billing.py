@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from mockserver.core import billing
 from mockserver.core.billing import MICROCENTS_PER_CENT, HoldState
 from mockserver.core.store import Account, ApiKey
-from mockserver.errors import ApiError
+from mockserver.errors import ApiError, ErrorKind
 
 
 def usd(microcents: int) -> Decimal:
@@ -86,7 +86,7 @@ def test_insufficient_balance_raises_402_and_holds_nothing() -> None:
     with pytest.raises(ApiError) as raised:
         billing.reserve(wallet, key(), usd(1_500_000))
     error = raised.value
-    assert (error.status, error.code) == (402, billing.INSUFFICIENT_BALANCE)
+    assert (error.status, error.kind) == (402, ErrorKind.PAYMENT_REQUIRED)
     assert error.details["required_cents"] == 2
     assert (wallet.wallet_cents, wallet.held_cents) == (1, 0)
 
@@ -95,14 +95,14 @@ def test_spend_limit_raises_403_and_holds_nothing() -> None:
     wallet, limited = account(1000), key(limit=5, spent=4)
     with pytest.raises(ApiError) as raised:
         billing.reserve(wallet, limited, usd(1_500_000))
-    assert (raised.value.status, raised.value.code) == (403, billing.API_KEY_SPEND_LIMIT_EXCEEDED)
+    assert (raised.value.status, raised.value.kind) == (403, ErrorKind.SPEND_LIMIT)
     assert (wallet.held_cents, limited.held_cents, limited.spent_cents) == (0, 0, 4)
 
 
 def test_an_empty_wallet_is_reported_before_a_spend_limit() -> None:
     with pytest.raises(ApiError) as raised:
         billing.reserve(account(0), key(limit=0), usd(1))
-    assert raised.value.code == billing.INSUFFICIENT_BALANCE
+    assert raised.value.kind is ErrorKind.PAYMENT_REQUIRED
 
 
 def test_open_holds_are_not_spendable_by_other_requests() -> None:
@@ -110,10 +110,10 @@ def test_open_holds_are_not_spendable_by_other_requests() -> None:
     first = billing.reserve(wallet, limited, usd(2_000_000))
     with pytest.raises(ApiError) as raised:
         billing.reserve(wallet, None, usd(2_000_000))
-    assert raised.value.code == billing.INSUFFICIENT_BALANCE
+    assert raised.value.kind is ErrorKind.PAYMENT_REQUIRED
     with pytest.raises(ApiError) as raised:
         billing.reserve(account(100), limited, usd(2_000_000))
-    assert raised.value.code == billing.API_KEY_SPEND_LIMIT_EXCEEDED
+    assert raised.value.kind is ErrorKind.SPEND_LIMIT
     billing.release(first)
     assert (wallet.held_cents, limited.held_cents) == (0, 0)
     billing.reserve(wallet, limited, usd(2_000_000))

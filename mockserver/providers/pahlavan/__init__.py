@@ -17,8 +17,8 @@ from mockserver.providers.pahlavan import envelope, videos
 from mockserver.providers.pahlavan.chat import create_chat_completion
 from mockserver.providers.pahlavan.generations import create_generation
 from mockserver.providers.pahlavan.models import list_models
-from mockserver.providers.pahlavan.outputs import storage_handlers
 from mockserver.providers.pahlavan.quotes import create_quote
+from mockserver.providers.pahlavan.storage import storage_handlers
 
 
 async def get_health(call: Call) -> Reply:
