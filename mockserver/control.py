@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -10,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mockserver.core.pipeline import request_origin
+from mockserver.core.calls import request_origin
+from mockserver.cors import preflight
 from mockserver.mock import Mock
 
 ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,21 +80,48 @@ def _optional_text(data: dict[str, Any], name: str) -> str | None:
     return value
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: ControlHandler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ControlError as exc:
+def _error_response(exc: ControlError | web.HTTPException) -> web.Response:
+    if isinstance(exc, ControlError):
         return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = _json(
-            {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": exc.text}}, exc.status
-        )
-        if "Allow" in exc.headers:  # a 405 names the methods the resource does accept
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+    code = exc.reason.lower().replace(" ", "_")
+    response = _json({"error": {"code": code, "message": exc.text}}, exc.status)
+    if "Allow" in exc.headers:  # a 405 names the methods the resource does accept
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def _guarded(handler: ControlHandler) -> ControlHandler:
+    """``handler`` with its ``ControlError``s and HTTP errors answered as JSON (a wrapper, not a middleware:
+    any middleware would also wrap every provider request)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ControlError as exc:
+            return _error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error_response(exc)
+
+    return guarded
+
+
+def _unrouted(router: web.UrlDispatcher) -> ControlHandler:
+    """The control API's answer to what its routes (all registered by now) do not serve: 404, or 405."""
+    routed = list(router.resources())
+
+    async def unrouted(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in routed:
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+        raise web.HTTPNotFound()
+
+    return _guarded(unrouted)
 
 
 def _mock(request: web.Request) -> Mock:
@@ -288,25 +317,36 @@ async def resend_webhook(request: web.Request) -> web.Response:
     return _json(delivery.public(), 202)
 
 
+ROUTES: list[tuple[str, str, ControlHandler]] = [
+    ("GET", "/providers", providers),
+    ("POST", "/reset", reset),
+    ("GET", "/clock", get_clock),
+    ("POST", "/clock/advance", advance_clock),
+    ("GET", "/requests", requests_journal),
+    ("GET", "/violations", violations),
+    ("POST", "/faults", add_fault),
+    ("GET", "/faults", list_faults),
+    ("DELETE", "/faults", clear_faults),
+    ("GET", "/files/{file_id}/{filename}", get_file),
+    ("GET", "/webhooks", list_webhooks),
+    ("GET", "/webhooks/secrets", webhook_secrets),
+    ("GET", "/webhooks/{delivery_id}", get_webhook),
+    ("POST", "/webhooks/{delivery_id}/resend", resend_webhook),
+]
+"""The control API's routes (``specs/control.yaml`` describes them), relative to ``/_mock``."""
+CONTROL_FALLBACK = r"/{tail:[\s\S]*}"
+
+
 def build_control_app(mock: Mock) -> web.Application:
     """The ``/_mock`` sub-application."""
-    app = web.Application(middlewares=[_errors])
-    app[_MOCK] = mock
-    app.router.add_get("/providers", providers)
-    app.router.add_post("/reset", reset)
-    app.router.add_get("/clock", get_clock)
-    app.router.add_post("/clock/advance", advance_clock)
-    app.router.add_get("/requests", requests_journal)
-    app.router.add_get("/violations", violations)
-    app.router.add_post("/faults", add_fault)
-    app.router.add_get("/faults", list_faults)
-    app.router.add_delete("/faults", clear_faults)
-    app.router.add_get("/files/{file_id}/{filename}", get_file)
-    app.router.add_get("/webhooks", list_webhooks)
-    app.router.add_get("/webhooks/secrets", webhook_secrets)
-    app.router.add_get("/webhooks/{delivery_id}", get_webhook)
-    app.router.add_post("/webhooks/{delivery_id}/resend", resend_webhook)
-    from mockserver.control_accounts import add_account_routes  # not at the top: it imports this module
+    from mockserver.control_accounts import ACCOUNT_ROUTES  # not at the top: it imports this module
 
-    add_account_routes(app)
+    app = web.Application()
+    app[_MOCK] = mock
+    for method, path, handler in [*ROUTES, *ACCOUNT_ROUTES]:
+        app.router.add_route(method, path, _guarded(handler))
+    unrouted = _unrouted(app.router)
+    if mock.settings.cors:
+        app.router.add_route("OPTIONS", CONTROL_FALLBACK, preflight(mock.settings, unrouted))
+    app.router.add_route("*", CONTROL_FALLBACK, unrouted)
     return app

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mockserver.control import _MOCK, ControlError, _body, _number
+from mockserver.control import _MOCK, ControlError, ControlHandler, _body, _number
 from mockserver.core.store import Account, ApiKey, ProviderState
 
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
@@ -165,11 +165,12 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.json_response(_key_view(state, key))
 
 
-def add_account_routes(app: web.Application) -> None:
-    """Register the account and key routes on the ``/_mock`` control app."""
-    app.router.add_get("/accounts", list_accounts)
-    app.router.add_put("/accounts/{provider}/{account_id}/wallet", set_wallet)
-    app.router.add_get("/keys", list_keys)
-    app.router.add_post("/keys", create_key)
-    app.router.add_put("/keys/{provider}/{key_id}/spend-limit", set_spend_limit)
-    app.router.add_delete("/keys/{provider}/{key_id}", revoke_key)
+ACCOUNT_ROUTES: list[tuple[str, str, ControlHandler]] = [
+    ("GET", "/accounts", list_accounts),
+    ("PUT", "/accounts/{provider}/{account_id}/wallet", set_wallet),
+    ("GET", "/keys", list_keys),
+    ("POST", "/keys", create_key),
+    ("PUT", "/keys/{provider}/{key_id}/spend-limit", set_spend_limit),
+    ("DELETE", "/keys/{provider}/{key_id}", revoke_key),
+]
+"""Account and key routes of the ``/_mock`` control app."""

@@ -32,7 +32,7 @@ class IdFactory:
 
     def new(self, prefix: str, length: int = 24) -> str:
         """``prefix`` followed by ``length`` hex characters."""
-        return prefix + self._text.short_id("id", next(self._counter), length=length)
+        return prefix + self._text.counter_id(next(self._counter), length)
 
     def reset(self) -> None:
         """Start the sequence over (after a state reset)."""
@@ -53,6 +53,13 @@ class Services:
     webhooks: WebhookDispatcher
 
 
+def request_origin(request: web.Request) -> str:
+    """``scheme://host`` as the client reached us, honouring ``X-Forwarded-Proto``/``-Host``."""
+    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip() or "http"
+    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    return f"{proto}://{host}"
+
+
 @dataclass(slots=True)
 class Call:
     """One authenticated, validated request as a provider handler sees it."""
@@ -63,15 +70,24 @@ class Call:
     key: ApiKey | None
     state: ProviderState
     services: Services
-    origin: str
-    """``scheme://host[:port]`` as the client reached us (proxy headers honoured)."""
-    base_url: str
-    """The provider's base URL as the client reached it (origin + mount prefix)."""
+    mount: str
+    """The provider's path prefix on this server (``/spaceai``, or empty when served at the root)."""
 
     @property
     def body(self) -> Any:
         """The validated JSON body (or raw bytes for binary operations)."""
         return self.input.body
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` as the client reached us (proxy headers honoured)."""
+        # Worked out on demand: most calls hand out no URL.
+        return request_origin(self.request)
+
+    @property
+    def base_url(self) -> str:
+        """The provider's base URL as the client reached it (origin + mount prefix)."""
+        return self.origin + self.mount
 
     def now(self) -> float:
         """The mock's current time."""

@@ -10,7 +10,7 @@ from typing import Any
 JOURNAL_SIZE = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """One answered request (never its credentials or body)."""
 
@@ -34,7 +34,6 @@ class Journal:
 
     def record(
         self,
-        *,
         time: float,
         provider: str,
         method: str,
@@ -43,9 +42,9 @@ class Journal:
         status: int,
         latency_ms: float,
     ) -> None:
-        """Append one request."""
+        """Append one request (positional: this runs for every request)."""
         self._entries.append(
-            Entry(next(self._ids), time, provider, method, path, operation_id, status, round(latency_ms, 3))
+            Entry(next(self._ids), time, provider, method, path, operation_id, status, latency_ms)
         )
 
     def violation(self, provider: str, operation_id: str, status: int, problem: str) -> None:
@@ -56,7 +55,11 @@ class Journal:
 
     def entries(self, provider: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Entries as dicts, optionally for one provider and only the newest ``limit``."""
-        selected = [asdict(e) for e in self._entries if provider is None or e.provider == provider]
+        selected = [
+            {**asdict(e), "latency_ms": round(e.latency_ms, 3)}
+            for e in self._entries
+            if provider is None or e.provider == provider
+        ]
         return selected[-limit:] if limit else selected
 
     def clear(self) -> None:

@@ -3,6 +3,11 @@
 route -> authenticate -> count rate limit -> validate request -> inject faults -> behaviour (provider
 handler) -> render (provider envelope for errors) -> validate response. Errors at any stage are
 ``ApiError`` data, turned into the provider's envelope in one place (``_render_error``).
+
+Routing happens in two places with one source, the spec: each operation is registered with the web
+framework's router (``ProviderService.routes``), whose dict lookup for static paths is the cheapest match
+there is; a provider-wide fallback (``ProviderService.handle``) routes whatever those did not match with
+``core.router`` and answers 404, or 405 with ``Allow``, in the provider's envelope.
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from mockserver.core.auth import Authenticator
 from mockserver.core.calls import (
@@ -28,24 +36,21 @@ from mockserver.core.calls import (
 from mockserver.core.faults import Fault, Faults
 from mockserver.core.journal import Journal
 from mockserver.core.ratelimit import LIMIT_HEADER, RateLimiter, RateState
-from mockserver.core.router import Route, Router
+from mockserver.core.router import Router
 from mockserver.core.spec import JSON_MEDIA_TYPE, Operation
-from mockserver.core.store import ApiKey
+from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
 from mockserver.errors import ApiError, ErrorKind, SpecError
 
 log = logging.getLogger("mockserver")
 
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 110 * 1024 * 1024
 """Largest request body read (uploads up to the specs' 100 MiB, plus slack)."""
-
-
-def request_origin(request: web.Request) -> str:
-    """``scheme://host`` as the client reached us, honouring ``X-Forwarded-Proto``/``-Host``."""
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip() or "http"
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return f"{proto}://{host}"
+CONTENT_TYPE = "Content-Type"
+JSON_CONTENT_TYPE = f"{JSON_MEDIA_TYPE}; charset=utf-8"
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
 class ProviderService:
@@ -76,17 +81,43 @@ class ProviderService:
             for op in loaded.spec.operations
             for response in op.responses.values()
         )
+        # Looked up per call, not captured: tests may swap one operation's behaviour on a running mock.
         self.handlers = dict(loaded.module.handlers())
         missing = [op.operation_id for op in loaded.spec.operations if op.operation_id not in self.handlers]
         if missing:
             raise SpecError(f"{self.id}: no behaviour for operations {missing}")
+        self._plans = {op.operation_id: _Plan.of(op) for op in loaded.spec.operations}
+
+    def routes(self) -> Iterator[tuple[str, str, RequestHandler]]:
+        """``(method, path template, handler)`` per operation, for the web framework's router.
+
+        The framework matches these paths (static ones by a dict lookup); what none of them matches goes
+        to ``handle``, which routes with the spec's own router and answers the 404 or 405.
+        """
+        for plan in self._plans.values():
+            yield plan.operation.method, plan.operation.path, self._operation_handler(plan)
+
+    def _operation_handler(self, plan: _Plan) -> RequestHandler:
+        async def operation(request: web.Request) -> web.StreamResponse:
+            return await self._serve(request, plan, request.match_info, None)
+
+        operation.__name__ = plan.operation.operation_id
+        return operation
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer a request by routing it here: an operation, or the 404/405 in the provider's envelope."""
+        path = "/" + request.match_info.get("tail", "")
+        try:
+            route = self.router.match(request.method, path)
+        except ApiError as exc:
+            return await self._serve(request, None, {}, exc)
+        return await self._serve(request, self._plans[route.operation.operation_id], route.path_params, None)
 
     # -- stages -----------------------------------------------------------------------------------
 
-    def _count(self, request: web.Request, key: ApiKey | None) -> RateState | None:
+    def _count(self, request: web.Request, key: ApiKey | None, state: ProviderState) -> RateState | None:
         if not self.rate_limited:
             return None
-        state = self.services.store[self.id]
         limit = self.services.settings.rate_limit or (key.rate_limit if key else None)
         limit = limit or state.default_rate_limit or 60
         # Without a valid key the client address is the bucket, as real gateways do before auth.
@@ -94,14 +125,26 @@ class ProviderService:
         return self.limiter.hit(f"{self.id}:{bucket}", limit)
 
     async def _behave(
-        self, request: web.Request, route: Route, key: ApiKey | None, fault: Fault | None
+        self,
+        request: web.Request,
+        plan: _Plan,
+        path_params: Mapping[str, str],
+        key: ApiKey | None,
+        state: ProviderState,
+        fault: Fault | None,
     ) -> Reply:
-        op = route.operation
+        op = plan.operation
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise ApiError(413, ErrorKind.PAYLOAD_TOO_LARGE, "Request body is too large.")
         raw = await request.read() if request.body_exists else b""
         valid = validate_request(
-            op, route.path_params, request.query, request.headers, request.content_type if raw else "", raw
+            op,
+            path_params,
+            # Parsing the query string costs a few microseconds: only for operations that declare one.
+            request.query if plan.reads_query else _NO_QUERY,
+            request.headers,
+            request.content_type if raw else "",
+            raw,
         )
         if fault is not None:
             if fault.latency_ms:
@@ -110,40 +153,28 @@ class ProviderService:
                 return JsonReply(fault.body, fault.status, fault.headers)
             if (error := fault.as_error()) is not None:
                 raise error
-        origin = request_origin(request)
-        call = Call(
-            request=request,
-            operation=op,
-            input=valid,
-            key=key,
-            state=self.services.store[self.id],
-            services=self.services,
-            origin=origin,
-            base_url=origin + self.mount,
-        )
+        call = Call(request, op, valid, key, state, self.services, self.mount)
         return await self.handlers[op.operation_id](call)
 
-    def _render_error(self, error: ApiError) -> tuple[web.Response, dict[str, Any]]:
+    def _render_error(self, error: ApiError, extra: Mapping[str, str]) -> tuple[web.Response, dict[str, Any]]:
         envelope = self.module.render_error(error)
         response = web.Response(
             status=error.status,
             body=dump_bytes(envelope),
-            content_type=JSON_MEDIA_TYPE,
-            charset="utf-8",
-            headers=error.headers,
+            headers={CONTENT_TYPE: JSON_CONTENT_TYPE, **error.headers, **extra},
         )
         return response, envelope
 
-    def _check_response(self, op: Operation, status: int, body: Any, headers: dict[str, str]) -> str | None:
+    def _check_response(self, op: Operation, status: int, body: Any, headers: Iterable[str]) -> str | None:
         declared = op.response(status)
         if declared is None:
             return f"status {status} is not declared"
-        names = {name.lower() for name in headers}
-        missing = declared.required_headers - names
-        if missing:
-            return f"missing headers {sorted(missing)}"
+        if declared.required_headers:
+            missing = declared.required_headers - {name.lower() for name in headers}
+            if missing:
+                return f"missing headers {sorted(missing)}"
         validator = declared.content.get(JSON_MEDIA_TYPE)
-        if validator is not None and body is not None:
+        if validator is not None and body is not None and not validator.is_valid(body):
             for path, message in validator.errors(body):
                 return f"body {'/'.join(map(str, path)) or '(root)'}: {message}"
         return None
@@ -152,57 +183,61 @@ class ProviderService:
         self.journal.violation(self.id, op.operation_id, status, problem)
         log.warning("%s %s answered %s outside its spec: %s", self.id, op.operation_id, status, problem)
 
-    # -- the handler ------------------------------------------------------------------------------
+    # -- the request path -------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Answer one request to this provider."""
+    async def _serve(
+        self,
+        request: web.Request,
+        plan: _Plan | None,
+        path_params: Mapping[str, str],
+        error: ApiError | None,
+    ) -> web.StreamResponse:
+        """route (done) -> authenticate -> count -> validate + behave -> render -> validate response."""
         started = time.perf_counter()
-        path = "/" + request.match_info.get("tail", "")
-        route: Route | None = None
-        reply: Reply | None = None
-        error: ApiError | None = None
-        key = self.auth.identify(request.headers, self.services.store[self.id])
-        try:
-            route = self.router.match(request.method, path)
-            self.auth.require(route.operation, key, request.headers)
-        except ApiError as exc:
-            error = exc
-        rate = self._count(request, key)
+        op = plan.operation if plan is not None else None
+        state = self.services.store[self.id]
+        key = self.auth.identify(request.headers, state)
+        if error is None and op is not None:
+            try:
+                self.auth.require(op, key, request.headers)
+            except ApiError as exc:
+                error = exc
+        rate = self._count(request, key, state)
         if error is None and rate is not None and rate.exceeded:
             error = rate.error(self.services.clock.now())
+        reply: Reply | None = None
         fault = None
-        if error is None and route is not None:
-            fault = self.faults.take(self.id, route.operation.operation_id)
+        if error is None and plan is not None:
+            fault = self.faults.take(self.id, plan.operation.operation_id)
             try:
-                reply = await self._behave(request, route, key, fault)
+                reply = await self._behave(request, plan, path_params, key, state, fault)
             except ApiError as exc:
                 error = exc
             except Exception:
-                log.exception("%s: unhandled error in %s", self.id, route.operation.operation_id)
+                log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
         extra = rate.headers() if rate is not None else {}
-        response = await self._respond(request, route, reply, error, extra, fault)
+        response = await self._respond(request, op, reply, error, extra, fault)
         self.journal.record(
-            time=self.services.clock.now(),
-            provider=self.id,
-            method=request.method,
-            path=request.path,
-            operation_id=route.operation.operation_id if route else None,
-            status=response.status,
-            latency_ms=(time.perf_counter() - started) * 1000,
+            self.services.clock.now(),
+            self.id,
+            request.method,
+            request.path,
+            op.operation_id if op is not None else None,
+            response.status,
+            (time.perf_counter() - started) * 1000,
         )
         return response
 
     async def _respond(
         self,
         request: web.Request,
-        route: Route | None,
+        op: Operation | None,
         reply: Reply | None,
         error: ApiError | None,
         extra: dict[str, str],
         fault: Fault | None,
     ) -> web.StreamResponse:
-        op = route.operation if route else None
         if isinstance(reply, EventReply) and op is not None:
             declared = op.response(200)
             return await send_events(
@@ -214,37 +249,42 @@ class ProviderService:
                 cut_after=fault.cut_after_events if fault else None,
                 on_violation=lambda problem: self._violation(op, 200, problem),
             )
-        if isinstance(reply, BytesReply):
-            response: web.Response = web.Response(
-                status=reply.status, body=reply.data, content_type=reply.content_type
-            )
-            response.headers.update(reply.headers)
-            body: Any = None
-        elif isinstance(reply, JsonReply):
-            response = web.Response(
-                status=reply.status,
-                body=dump_bytes(reply.body),
-                content_type=JSON_MEDIA_TYPE,
-                charset="utf-8",
-            )
-            response.headers.update(reply.headers)
-            body = reply.body
+        headers: dict[str, str]
+        if isinstance(reply, JsonReply):
+            headers = {CONTENT_TYPE: JSON_CONTENT_TYPE, **reply.headers, **extra}
+            body: Any = reply.body
+            response = web.Response(status=reply.status, body=dump_bytes(body), headers=headers)
+        elif isinstance(reply, BytesReply):
+            headers = {CONTENT_TYPE: reply.content_type, **reply.headers, **extra}
+            body = None
+            response = web.Response(status=reply.status, body=reply.data, headers=headers)
         else:
             assert error is not None
-            response, body = self._render_error(error)
-        response.headers.update(extra)
+            response, body = self._render_error(error, extra)
+            headers = {**error.headers, **extra}
         mode = self.services.settings.response_validation
         # A status forced by an injected fault is the test's choice (a 503 the spec never lists, a raw
         # body): send it as asked instead of flagging it or swapping it for a 500.
         forced = fault is not None and fault.status is not None
         if op is not None and mode != "off" and not forced:
-            problem = self._check_response(op, response.status, body, dict(response.headers))
+            problem = self._check_response(op, response.status, body, headers)
             if problem is not None:
                 self._violation(op, response.status, problem)
                 if mode == "strict":
                     strict = ApiError(
                         500, ErrorKind.INTERNAL, f"The mock's response broke its spec: {problem}"
                     )
-                    response, _ = self._render_error(strict)
-                    response.headers.update(extra)
+                    response, _ = self._render_error(strict, extra)
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the request path needs to know about one operation, worked out once."""
+
+    operation: Operation
+    reads_query: bool
+
+    @classmethod
+    def of(cls, operation: Operation) -> _Plan:
+        return cls(operation, any(p.location == "query" for p in operation.parameters))

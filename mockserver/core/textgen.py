@@ -75,6 +75,8 @@ IMAGE_PART_TOKENS = 85
 """Tokens counted for one image part, as OpenAI-style vision APIs bill a low-detail image."""
 _MAX_SENTENCES, _MAX_WORDS = 6, 12
 _WORD_PICKS = struct.Struct(f">{1 + _MAX_SENTENCES}B{_MAX_SENTENCES * _MAX_WORDS}H")
+_PICK_RANGE = 1 << 16
+"""Values a word pick (two bytes of the digest) takes."""
 """How a reply reads its digest: a sentence count, a length per sentence, then two bytes a word."""
 _CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
 
@@ -148,13 +150,21 @@ def _topic(prompt: str) -> str:
 
 @functools.cache
 def vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Faker's English words as tokens (" word") and sentence openers (" Word").
+    """Faker's English words as tokens (" word") and sentence openers (" Word"), indexed by a 16-bit pick.
 
+    Entry ``i`` is word ``i % len(words)``: the tables repeat the word list to 65,536 entries (~1 MiB of
+    references), so a reply looks its words up in C (``map``) with no per-word modulo in Python.
     Imported on first use: importing Faker costs ~0.1 s of start-up.
     """
     from faker.providers.lorem.en_US import Provider
 
-    return tuple(" " + w for w in Provider.word_list), tuple(" " + w.capitalize() for w in Provider.word_list)
+    words = [" " + w for w in Provider.word_list]
+    openers = [" " + w.capitalize() for w in Provider.word_list]
+    return _spread(words), _spread(openers)
+
+
+def _spread(items: list[str]) -> tuple[str, ...]:
+    return tuple(items[i % len(items)] for i in range(_PICK_RANGE))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -184,16 +194,14 @@ class TextGenerator:
         stream = hashlib.shake_256(canonical([self._seed, prompt, *salt])).digest(_WORD_PICKS.size)
         picks = _WORD_PICKS.unpack(stream)
         words, openers = vocabulary()
-        count = len(words)
         tokens = list(_opening(prompt))
         index = 1 + _MAX_SENTENCES
         for sentence in range(2 + picks[0] % (_MAX_SENTENCES - 1)):
             length = 5 + picks[1 + sentence] % (_MAX_WORDS - 4)
-            chosen = picks[index : index + length]
-            index += _MAX_WORDS
-            tokens.append(openers[chosen[0] % count])
-            tokens.extend(words[i % count] for i in chosen[1:])
+            tokens.append(openers[picks[index]])
+            tokens.extend(map(words.__getitem__, picks[index + 1 : index + length]))
             tokens.append(".")
+            index += _MAX_WORDS
         if max_tokens is not None and len(tokens) > max_tokens:
             # int(): JSON Schema's `integer` admits 5.0, which a validated body may carry.
             return Completion(tuple(tokens[: int(max_tokens)]), "length")
@@ -202,3 +210,7 @@ class TextGenerator:
     def short_id(self, *parts: Any, length: int = 24) -> str:
         """A deterministic lowercase hex id derived from the seed and ``parts`` (up to 64 characters)."""
         return hashlib.blake2b(canonical([self._seed, *parts]), digest_size=32).hexdigest()[:length]
+
+    def counter_id(self, counter: int, length: int = 24) -> str:
+        """``short_id("id", counter)`` without the general encoder: fresh ids are made on every request."""
+        return hashlib.blake2b(b'[%d,"id",%d]' % (self._seed, counter), digest_size=32).hexdigest()[:length]
