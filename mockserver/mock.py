@@ -18,7 +18,7 @@ from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
 from mockserver.core.spec import load_spec
 from mockserver.core.store import Store, read_seed_files
-from mockserver.core.textgen import TextGenerator, vocabulary
+from mockserver.core.textgen import TextGenerator, sentences
 from mockserver.core.webhooks import WebhookDispatcher, compile_webhooks
 from mockserver.providers import load_module
 from mockserver.resources import fixtures_dir, spec_path
@@ -69,7 +69,7 @@ class Mock:
 
 
 def _warm_up() -> None:
-    vocabulary()
+    sentences()
     media.preload()
 
 

@@ -13,7 +13,7 @@ DONE = "[DONE]"
 """The literal data of the last event of an OpenAI-style stream."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs more, and one is made per request
 class ChatResult:
     """One generated chat answer, renderable as a completion or as stream chunks."""
 
@@ -95,20 +95,16 @@ def generate_chat(
     ``max_tokens`` cuts the same text, so a shorter budget yields a prefix of a longer one.
     """
     services = call.services
-    last_user = next(
-        (
-            message_text(m.get("content"))
-            for m in reversed(messages)
-            if isinstance(m, dict) and m.get("role") == "user"
-        ),
-        "",
-    )
-    salt = (call.state.provider_id, model, list(messages), call.body.get("temperature"))
-    completion = services.text.reply(last_user, salt=salt, max_tokens=max_tokens)
+    last_user = ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            last_user = message_text(message.get("content"))
+            break
+    salt = (call.state.provider_id, model, messages, call.input.body.get("temperature"))
     return ChatResult(
-        id=services.ids.new(id_prefix, id_length),
-        created=int(call.now()),
-        model=model,
-        completion=completion,
-        prompt_tokens=prompt_tokens(messages),
+        services.ids.new(id_prefix, id_length),
+        int(services.clock.now()),
+        model,
+        services.text.reply(last_user, salt=salt, max_tokens=max_tokens),
+        prompt_tokens(messages),
     )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 JOURNAL_SIZE = 10_000
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One answered request (never its credentials or body)."""
 
     id: int
@@ -28,7 +26,8 @@ class Journal:
     """A bounded log of requests, newest last, and of responses that broke the spec."""
 
     def __init__(self, size: int = JOURNAL_SIZE) -> None:
-        self._entries: deque[Entry] = deque(maxlen=size)
+        # Plain tuples, made into Entry only when read: recording runs for every request.
+        self._entries: deque[tuple[Any, ...]] = deque(maxlen=size)
         self._ids = itertools.count(1)
         self.violations: deque[dict[str, Any]] = deque(maxlen=1000)
 
@@ -42,10 +41,9 @@ class Journal:
         status: int,
         latency_ms: float,
     ) -> None:
-        """Append one request (positional: this runs for every request)."""
-        self._entries.append(
-            Entry(next(self._ids), time, provider, method, path, operation_id, status, latency_ms)
-        )
+        """Append one request (positional arguments: this runs for every request)."""
+        entry = (next(self._ids), time, provider, method, path, operation_id, status, latency_ms)
+        self._entries.append(entry)
 
     def violation(self, provider: str, operation_id: str, status: int, problem: str) -> None:
         """Remember that the mock answered something its spec does not allow."""
@@ -56,9 +54,9 @@ class Journal:
     def entries(self, provider: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Entries as dicts, optionally for one provider and only the newest ``limit``."""
         selected = [
-            {**asdict(e), "latency_ms": round(e.latency_ms, 3)}
+            {**Entry(*e)._asdict(), "latency_ms": round(e[7], 3)}
             for e in self._entries
-            if provider is None or e.provider == provider
+            if provider is None or e[2] == provider
         ]
         return selected[-limit:] if limit else selected
 

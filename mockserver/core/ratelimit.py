@@ -11,9 +11,11 @@ WINDOW_SECONDS = 60
 LIMIT_HEADER = "X-RateLimit-Limit"
 REMAINING_HEADER = "X-RateLimit-Remaining"
 RESET_HEADER = "X-RateLimit-Reset"
+_UNSEEN = (-1, 0)
+"""A bucket's (window start, requests counted) before its first request."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs more, and one is made per request
 class RateState:
     """The outcome of counting one request."""
 
@@ -50,16 +52,15 @@ class RateLimiter:
 
     def hit(self, bucket: str, limit: int) -> RateState:
         """Count one request and report the window's state; requests over the limit are not counted."""
-        now = self._clock.now()
-        window = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
-        start, used = self._windows.get(bucket, (window, 0))
+        window = int(self._clock.now() // WINDOW_SECONDS) * WINDOW_SECONDS
+        start, used = self._windows.get(bucket, _UNSEEN)
         if start != window:
             used = 0
         exceeded = used >= limit
         if not exceeded:
             used += 1
         self._windows[bucket] = (window, used)
-        return RateState(limit, max(0, limit - used), window + WINDOW_SECONDS, exceeded)
+        return RateState(limit, limit - used if used < limit else 0, window + WINDOW_SECONDS, exceeded)
 
     def reset(self) -> None:
         """Forget every window."""

@@ -75,10 +75,6 @@ class RequestBody:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """The JSON body's top-level ``default`` values, by property (the validator does not fill them in)."""
 
-    def accepts_json(self) -> bool:
-        """Whether a JSON body is declared."""
-        return JSON_MEDIA_TYPE in self.media_types
-
     def accepts_any(self) -> bool:
         """Whether the body is raw bytes of any (or an octet-stream) type."""
         return any(m in ("*/*", "application/octet-stream") for m in self.media_types)

@@ -73,11 +73,13 @@ _STOPWORDS = frozenset(
 )
 IMAGE_PART_TOKENS = 85
 """Tokens counted for one image part, as OpenAI-style vision APIs bill a low-detail image."""
-_MAX_SENTENCES, _MAX_WORDS = 6, 12
-_WORD_PICKS = struct.Struct(f">{1 + _MAX_SENTENCES}B{_MAX_SENTENCES * _MAX_WORDS}H")
-_PICK_RANGE = 1 << 16
-"""Values a word pick (two bytes of the digest) takes."""
-"""How a reply reads its digest: a sentence count, a length per sentence, then two bytes a word."""
+_MAX_SENTENCES = 6
+_REPLY_PICKS = struct.Struct(f">B{_MAX_SENTENCES}H")
+"""How a reply reads its digest: a sentence count, then two bytes a sentence."""
+_SENTENCE_TABLE = 4096
+"""Sentences written once at start (~0.5 MiB); a reply strings 2 to 6 of them after its opening."""
+_SENTENCE_PICKS = struct.Struct(">B12H")
+"""How a table sentence reads its digest: a length (5 to 12 tokens before the period), two bytes a word."""
 _CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
 
 
@@ -122,6 +124,9 @@ def prompt_tokens(messages: Iterable[Any]) -> int:
         if not isinstance(message, dict):
             continue
         content = message.get("content")
+        if isinstance(content, str):  # the common case, first
+            total += MESSAGE_OVERHEAD_TOKENS + len(_TOKEN.findall(content))
+            continue
         total += MESSAGE_OVERHEAD_TOKENS + count_tokens(message_text(content))
         if isinstance(content, list):
             total += IMAGE_PART_TOKENS * sum(
@@ -130,7 +135,7 @@ def prompt_tokens(messages: Iterable[Any]) -> int:
     return total
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs more, and one is made per request
 class Completion:
     """Generated text cut to the token budget."""
 
@@ -149,22 +154,24 @@ def _topic(prompt: str) -> str:
 
 
 @functools.cache
-def vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Faker's English words as tokens (" word") and sentence openers (" Word"), indexed by a 16-bit pick.
+def sentences() -> tuple[tuple[str, ...], ...]:
+    """The sentence table: Faker's English words, each sentence an opener (" Word"), words (" word"), ".".
 
-    Entry ``i`` is word ``i % len(words)``: the tables repeat the word list to 65,536 entries (~1 MiB of
-    references), so a reply looks its words up in C (``map``) with no per-word modulo in Python.
-    Imported on first use: importing Faker costs ~0.1 s of start-up.
+    Built once (the mock warms it up off the event loop at start): choosing whole sentences from a digest
+    keeps a reply to a handful of operations, where choosing word by word cost more than the rest of a
+    request's handling. Faker is imported here, on first use: importing it costs ~0.1 s of start-up.
     """
     from faker.providers.lorem.en_US import Provider
 
     words = [" " + w for w in Provider.word_list]
     openers = [" " + w.capitalize() for w in Provider.word_list]
-    return _spread(words), _spread(openers)
-
-
-def _spread(items: list[str]) -> tuple[str, ...]:
-    return tuple(items[i % len(items)] for i in range(_PICK_RANGE))
+    table = []
+    for index in range(_SENTENCE_TABLE):
+        digest = hashlib.blake2b(b"sentence:%d" % index, digest_size=_SENTENCE_PICKS.size).digest()
+        length, opener, *picks = _SENTENCE_PICKS.unpack(digest)
+        chosen = picks[: 4 + length % 8]
+        table.append((openers[opener % len(openers)], *(words[p % len(words)] for p in chosen), "."))
+    return tuple(table)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -179,8 +186,8 @@ class TextGenerator:
     """Writes replies from Faker's English vocabulary, seeded by the server seed and the request."""
 
     def __init__(self, seed: int) -> None:
-        # Faker's own sentence builder costs ~100 us a reply; drawing from its word list with a request
-        # digest gives the same kind of text at a fraction of the cost (the mock's hot path).
+        # Faker's own sentence builder costs ~100 us a reply; picking sentences written once from its word
+        # list with a request digest gives the same kind of text at a fraction of the cost.
         self._seed = seed
 
     def digest(self, *parts: Any) -> int:
@@ -189,19 +196,15 @@ class TextGenerator:
 
     def reply(self, prompt: str, *, salt: Sequence[Any] = (), max_tokens: int | None = None) -> Completion:
         """A reply to ``prompt``: a sentence on its topic and a few more, cut at ``max_tokens``."""
-        # One SHAKE-256 stream of the request drives every choice: cheaper than seeding a Random per
-        # request (this is the mock's hot path) and just as deterministic.
-        stream = hashlib.shake_256(canonical([self._seed, prompt, *salt])).digest(_WORD_PICKS.size)
-        picks = _WORD_PICKS.unpack(stream)
-        words, openers = vocabulary()
+        # One digest of the request picks every sentence: cheaper than seeding a Random per request (this
+        # is the mock's hot path) and just as deterministic.
+        request = canonical([self._seed, prompt, *salt])
+        digest = hashlib.blake2b(request, digest_size=_REPLY_PICKS.size).digest()
+        count, *picks = _REPLY_PICKS.unpack(digest)
+        table = sentences()
         tokens = list(_opening(prompt))
-        index = 1 + _MAX_SENTENCES
-        for sentence in range(2 + picks[0] % (_MAX_SENTENCES - 1)):
-            length = 5 + picks[1 + sentence] % (_MAX_WORDS - 4)
-            tokens.append(openers[picks[index]])
-            tokens.extend(map(words.__getitem__, picks[index + 1 : index + length]))
-            tokens.append(".")
-            index += _MAX_WORDS
+        for pick in picks[: 2 + count % (_MAX_SENTENCES - 1)]:
+            tokens += table[pick % _SENTENCE_TABLE]
         if max_tokens is not None and len(tokens) > max_tokens:
             # int(): JSON Schema's `integer` admits 5.0, which a validated body may carry.
             return Completion(tuple(tokens[: int(max_tokens)]), "length")

@@ -266,8 +266,8 @@ def _accepts_empty_messages(mock: Mock) -> None:
     service = mock.providers["studioaicore"]
     original = service._behave
 
-    async def behave(request: web.Request, route: Any, key: Any, fault: Any) -> Reply:
-        if route.operation.operation_id == "createChat":
+    async def behave(request: web.Request, plan: Any, params: Any, key: Any, state: Any, fault: Any) -> Reply:
+        if plan.operation.operation_id == "createChat":
             try:
                 body = json.loads(await request.read())
             except ValueError:
@@ -285,7 +285,7 @@ def _accepts_empty_messages(mock: Mock) -> None:
                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                     }
                 )
-        return await original(request, route, key, fault)
+        return await original(request, plan, params, key, state, fault)
 
     service._behave = behave  # type: ignore[method-assign]
 
