@@ -24,19 +24,28 @@ from mockserver.settings import Settings
 
 
 class IdFactory:
-    """Fresh ids that are still deterministic under a seed: a digest of the seed and a counter."""
+    """Fresh ids, deterministic under a seed: a stem derived from the seed, then a hex counter.
+
+    Unique for 2**32 ids per stem width, and cheap: a hash per id cost a tenth of a chat completion.
+    """
+
+    COUNTER_DIGITS = 8
 
     def __init__(self, text: TextGenerator) -> None:
         self._text = text
-        self._counter = itertools.count()
+        self._counter = itertools.count(1)
+        self._stems: dict[int, str] = {}
 
     def new(self, prefix: str, length: int = 24) -> str:
-        """``prefix`` followed by ``length`` hex characters."""
-        return prefix + self._text.counter_id(next(self._counter), length)
+        """``prefix`` followed by ``length`` (9 to 64) lowercase hex characters."""
+        stem = self._stems.get(length)
+        if stem is None:
+            stem = self._stems[length] = self._text.short_id("ids", length=length - self.COUNTER_DIGITS)
+        return f"{prefix}{stem}{next(self._counter) & 0xFFFFFFFF:08x}"
 
     def reset(self) -> None:
         """Start the sequence over (after a state reset)."""
-        self._counter = itertools.count()
+        self._counter = itertools.count(1)
 
 
 @dataclass(slots=True)

@@ -98,7 +98,8 @@ def generate_chat(
     last_user = ""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            last_user = message_text(message.get("content"))
+            content = message.get("content")
+            last_user = content if isinstance(content, str) else message_text(content)
             break
     salt = (call.state.provider_id, model, messages, call.input.body.get("temperature"))
     return ChatResult(

@@ -172,9 +172,10 @@ class ProviderService:
         declared = op.response(status)
         if declared is None:
             return f"status {status} is not declared"
-        missing = [name for name in declared.required_headers if name not in headers]
-        if missing:
-            return f"missing headers {sorted(missing)}"
+        for name in declared.required_headers:
+            if name not in headers:
+                missing = sorted(n for n in declared.required_headers if n not in headers)
+                return f"missing headers {missing}"
         validator = declared.content.get(JSON_MEDIA_TYPE)
         if validator is not None and body is not None and not validator.is_valid(body):
             for path, message in validator.errors(body):
@@ -197,7 +198,7 @@ class ProviderService:
         """route (done) -> authenticate -> count -> validate + behave -> render -> validate response."""
         started = time.perf_counter()
         op = plan.operation if plan is not None else None
-        state = self.services.store[self.id]
+        state = self.services.store.providers[self.id]
         key = self.auth.identify(request.headers, state)
         if error is None and op is not None and key is None:
             try:

@@ -213,7 +213,3 @@ class TextGenerator:
     def short_id(self, *parts: Any, length: int = 24) -> str:
         """A deterministic lowercase hex id derived from the seed and ``parts`` (up to 64 characters)."""
         return hashlib.blake2b(canonical([self._seed, *parts]), digest_size=32).hexdigest()[:length]
-
-    def counter_id(self, counter: int, length: int = 24) -> str:
-        """``short_id("id", counter)`` without the general encoder: fresh ids are made on every request."""
-        return hashlib.blake2b(b'[%d,"id",%d]' % (self._seed, counter), digest_size=32).hexdigest()[:length]
