@@ -1,6 +1,6 @@
 """Benchmarks of the mock server, reported as ratios against a baseline measured in the same run.
 
-    python bench/run.py [--duration 10] [--rounds 2] [--streams 1000]
+    python bench/run.py [--duration 10] [--rounds 2] [--streams 1000] [--response-validation warn|off]
 
 1. Throughput: a non-streamed SpaceAI chat completion (authenticated, validated, rate-limited with a high
    --rate-limit, response validation on) against a bare aiohttp handler returning a fixed completion;
@@ -63,7 +63,7 @@ def peak_rss_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
-def start_mock(port: int) -> tuple[subprocess.Popen[bytes], float]:
+def start_mock(port: int, response_validation: str) -> tuple[subprocess.Popen[bytes], float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [
@@ -75,7 +75,7 @@ def start_mock(port: int) -> tuple[subprocess.Popen[bytes], float]:
             "--rate-limit",
             "100000000",
             "--response-validation",
-            "warn",
+            response_validation,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -124,10 +124,16 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument(
+        "--response-validation",
+        choices=("off", "warn"),
+        default="warn",
+        help="the mock's check of its own responses (warn, the CLI default, checks every response)",
+    )
     args = parser.parse_args()
 
     mock_port, bare_port = free_port(), free_port()
-    mock, startup = start_mock(mock_port)
+    mock, startup = start_mock(mock_port, args.response_validation)
     bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
     try:
         time.sleep(0.5)  # the bare server has no GET route to poll; it starts in ~0.2 s
@@ -149,7 +155,8 @@ def main() -> int:
             proc.wait(timeout=10)
     best_mock, best_bare = max(mock_rps), max(bare_rps)
     print(f"bare aiohttp req/s per round: {[round(r) for r in bare_rps]}")
-    print(f"mock (SpaceAI chat) req/s per round: {[round(r) for r in mock_rps]}")
+    mode = f"response validation {args.response_validation}"
+    print(f"mock (SpaceAI chat, {mode}) req/s per round: {[round(r) for r in mock_rps]}")
     # Each round measures bare then mock back to back, so a round's ratio sees one machine state; the
     # median of those is robust to a neighbour's burst, which "best of" is not.
     pairs = sorted(m / b for m, b in zip(mock_rps, bare_rps, strict=True))
