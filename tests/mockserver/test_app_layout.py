@@ -1,4 +1,4 @@
-"""The app's layout keeps the request path short: no middleware, no sub-app per provider, a route per operation.
+"""The layout the request path relies on: no middleware, no sub-app per provider, a route per operation.
 
 Each of these cost ~7 us a request when present (README, Performance); these tests keep them out, and the
 HTTP tests check that what they used to do (CORS preflights, JSON errors of the control API) still works.
