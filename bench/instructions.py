@@ -1,0 +1,115 @@
+"""CPU instructions per request, counted by valgrind's callgrind: a measure the machine's noise cannot move.
+
+    python bench/instructions.py [--requests 1000] [--response-validation warn|off]
+
+Runs the bare aiohttp baseline and the mock under callgrind, each twice (300 requests, then 300 plus
+``--requests``), and reports the difference per request, so start-up cancels out. Wall-clock ratios on a
+shared machine swing by +-0.05 from one run to the next; this count repeats within about 1%. It is a proxy:
+it does not see cache misses or the kernel. Needs Debian's ``valgrind``; takes a few minutes (callgrind runs
+Python ~50x slower). Only loopback is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import BODY, KEY, free_port  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
+PATH = "/spaceai/v1/chat/completions"
+WARM_UP = 300
+
+
+def drive(port: int, count: int, timeout: float = 300.0) -> None:
+    """Send ``count`` completions over one keep-alive connection, once the server answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.connect()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    body = json.dumps(BODY)
+    for _ in range(count):
+        conn.request("POST", PATH, body, headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+    conn.close()
+
+
+def instructions(command: list[str], port: int, count: int) -> int:
+    """Instructions callgrind counted for a server that answered ``count`` requests, then stopped."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        # A fixed hash seed: dict and set layouts, hence start-up work, repeat exactly between runs.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            drive(port, count)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=300)
+        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if match is None:
+            raise RuntimeError("callgrind wrote no totals")
+        return int(match.group(1))
+
+
+def per_request(command: list[str], port: int, requests: int) -> float:
+    """Instructions per request: the difference between a short and a longer run, per extra request."""
+    short = instructions(command, port, WARM_UP)
+    long = instructions(command, port, WARM_UP + requests)
+    return (long - short) / requests
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--response-validation", choices=("off", "warn"), default="warn")
+    args = parser.parse_args()
+    bare_port, mock_port = free_port(), free_port()
+    bare_command = [sys.executable, str(HERE / "bare_server.py"), str(bare_port)]
+    bare = per_request(bare_command, bare_port, args.requests)
+    mock_command = [
+        sys.executable,
+        "-m",
+        "mockserver",
+        "--port",
+        str(mock_port),
+        "--rate-limit",
+        "100000000",
+        "--response-validation",
+        args.response_validation,
+    ]
+    mock = per_request(mock_command, mock_port, args.requests)
+    print(f"bare aiohttp: {bare / 1000:.0f}k instructions/request")
+    print(f"mock (SpaceAI chat, response validation {args.response_validation}): {mock / 1000:.0f}k")
+    print(f"mock / bare: {mock / bare:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
