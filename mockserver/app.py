@@ -13,7 +13,7 @@ from aiohttp import web
 
 from mockserver.control import build_control_app
 from mockserver.core.pipeline import ProviderService
-from mockserver.cors import add_fallback, install_cors
+from mockserver.cors import CATCH_ALL, add_fallback, install_cors
 from mockserver.mock import MOCK, Mock, build_mock
 from mockserver.settings import Settings
 
@@ -24,9 +24,6 @@ MAX_LINE_BYTES = 32 * 1024
 400 before the pipeline to spec-valid requests such as a 1024-character storage key, percent-encoded)."""
 SERVER_HANDLER_ARGS = {"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES}
 """HTTP parser limits of every server serving an app from ``create_app`` (``web.run_app``, ``AppRunner``)."""
-CATCH_ALL = r"/{tail:[\s\S]*}"
-"""Every path goes to the provider's router, even one with an encoded newline (``.`` would miss it and
-let aiohttp answer a plain-text 404 outside the provider's envelope)."""
 
 
 def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mockserver.core.calls import request_origin
-from mockserver.cors import preflight
+from mockserver.cors import CATCH_ALL, add_fallback
 from mockserver.mock import Mock
 
 ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -334,7 +334,6 @@ ROUTES: list[tuple[str, str, ControlHandler]] = [
     ("POST", "/webhooks/{delivery_id}/resend", resend_webhook),
 ]
 """The control API's routes (``specs/control.yaml`` describes them), relative to ``/_mock``."""
-CONTROL_FALLBACK = r"/{tail:[\s\S]*}"
 
 
 def build_control_app(mock: Mock) -> web.Application:
@@ -345,8 +344,5 @@ def build_control_app(mock: Mock) -> web.Application:
     app[_MOCK] = mock
     for method, path, handler in [*ROUTES, *ACCOUNT_ROUTES]:
         app.router.add_route(method, path, _guarded(handler))
-    unrouted = _unrouted(app.router)
-    if mock.settings.cors:
-        app.router.add_route("OPTIONS", CONTROL_FALLBACK, preflight(mock.settings, unrouted))
-    app.router.add_route("*", CONTROL_FALLBACK, unrouted)
+    add_fallback(app.router, CATCH_ALL, _unrouted(app.router), mock.settings)
     return app

@@ -16,6 +16,9 @@ from mockserver.settings import Settings
 EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Location"
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CATCH_ALL = r"/{tail:[\s\S]*}"
+"""The path of a fallback route: every path, even one with an encoded newline (``.`` would miss it and let
+aiohttp answer a plain-text 404 outside the provider's envelope)."""
 
 
 def _allowed_origin(settings: Settings, origin: str) -> str | None:
