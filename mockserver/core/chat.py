@@ -101,7 +101,7 @@ def generate_chat(
             content = message.get("content")
             last_user = content if isinstance(content, str) else message_text(content)
             break
-    salt = (call.state.provider_id, model, messages, call.input.body.get("temperature"))
+    salt = (call.state.provider_id, model, messages, call.body.get("temperature"))
     return ChatResult(
         services.ids.new(id_prefix, id_length),
         int(services.clock.now()),

@@ -164,7 +164,7 @@ def validate_request(
     if (not content_type or content_type == JSON_MEDIA_TYPE) and JSON_MEDIA_TYPE in spec.media_types:
         body = _parse_json(raw_body)
         validator = spec.media_types[JSON_MEDIA_TYPE]
-        if validator is not None and not validator.is_valid(body):
+        if validator is not None:
             error = _first_error(validator, body, "body")
             if error is not None:
                 raise error

@@ -36,7 +36,7 @@ def render_error(error: ApiError) -> dict[str, Any]:
 
 async def chat(call: Call, *, id_prefix: str, streaming: bool) -> Reply:
     """A chat completion (or its SSE stream) for a known model."""
-    body = call.input.body
+    body = call.body
     model = body["model"]
     if model not in call.state.models:
         raise not_found(f"The model '{model}' does not exist.", field="model")
