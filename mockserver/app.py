@@ -33,9 +33,12 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
     # suite's embedded mock) gets the same parser limits.
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args=dict(SERVER_HANDLER_ARGS))
     app[MOCK] = mock
+    control = build_control_app(mock)
+    # Provider responses carry CORS headers from the request pipeline; a signal on the root app would run
+    # for each of them too, so only the control API has one.
     if settings.cors:
-        install_cors(app, settings)
-    app.add_subapp("/_mock", build_control_app(mock))
+        install_cors(control, settings)
+    app.add_subapp("/_mock", control)
     for service in mock.providers.values():
         _mount(app.router, service, settings)
 

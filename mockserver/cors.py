@@ -2,7 +2,9 @@
 
 No middleware: a middleware anywhere in an aiohttp app wraps every request of every sub-app (about 7 us
 each, a sixth of a bare aiohttp request). Preflights are ``OPTIONS`` routes placed before each fallback
-route (``preflight``), and the response headers come from the ``on_response_prepare`` signal.
+route (``preflight``). Provider responses get their headers in the request pipeline's render stage
+(``core.cors``); the control API's from its own ``on_response_prepare`` signal (``install_cors``), which
+is not on the root app, since a root signal runs for every provider request too.
 """
 
 from __future__ import annotations
@@ -11,20 +13,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from mockserver.core.cors import ALLOWED_METHODS, allowed_origin, response_headers
 from mockserver.settings import Settings
 
-EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Location"
-ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CATCH_ALL = r"/{tail:[\s\S]*}"
 """The path of a fallback route: every path, even one with an encoded newline (``.`` would miss it and let
 aiohttp answer a plain-text 404 outside the provider's envelope)."""
-
-
-def _allowed_origin(settings: Settings, origin: str) -> str | None:
-    if "*" in settings.cors_origins:
-        return origin
-    return origin if origin in settings.cors_origins else None
 
 
 def preflight(settings: Settings, fallback: RequestHandler) -> RequestHandler:
@@ -34,7 +29,7 @@ def preflight(settings: Settings, fallback: RequestHandler) -> RequestHandler:
         origin = request.headers.get("Origin")
         if not origin or "Access-Control-Request-Method" not in request.headers:
             return await fallback(request)
-        allowed = _allowed_origin(settings, origin)
+        allowed = allowed_origin(settings, origin)
         if allowed is None:
             return web.Response(status=403, text="CORS origin not allowed")
         return web.Response(
@@ -62,17 +57,10 @@ def add_fallback(router: web.UrlDispatcher, path: str, fallback: RequestHandler,
 
 
 def install_cors(app: web.Application, settings: Settings) -> None:
-    """Add CORS headers to every response of ``app`` and its sub-apps."""
+    """Add CORS headers to every response of ``app`` (and of its sub-apps) that has none yet."""
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        origin = request.headers.get("Origin")
-        if not origin or "Access-Control-Allow-Origin" in response.headers:
-            return
-        allowed = _allowed_origin(settings, origin)
-        if allowed is not None:
-            response.headers["Access-Control-Allow-Origin"] = allowed
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-            response.headers["Vary"] = "Origin"
+        if "Access-Control-Allow-Origin" not in response.headers:
+            response.headers.update(response_headers(settings, request.headers.get("Origin")))
 
     app.on_response_prepare.append(add_headers)

@@ -34,7 +34,8 @@ class ChatResult:
 
     def completion_body(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``chat.completion`` object."""
-        return {
+        tokens = self.completion.tokens
+        body = {
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
@@ -42,13 +43,20 @@ class ChatResult:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": self.completion.text},
+                    "message": {"role": "assistant", "content": "".join(tokens)},
                     "finish_reason": self.completion.finish_reason,
                 }
             ],
-            "usage": self.usage(),
-            **(extra or {}),
+            # usage(), written out: this runs once per completion, the mock's most common request.
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": len(tokens),
+                "total_tokens": self.prompt_tokens + len(tokens),
+            },
         }
+        if extra:
+            body.update(extra)
+        return body
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         return {
@@ -83,7 +91,6 @@ class ChatResult:
 
 def generate_chat(
     call: Call,
-    *,
     model: str,
     messages: Sequence[Any],
     max_tokens: int | None,
@@ -101,7 +108,7 @@ def generate_chat(
             content = message.get("content")
             last_user = content if isinstance(content, str) else message_text(content)
             break
-    salt = (call.state.provider_id, model, messages, call.body.get("temperature"))
+    salt = (call.state.provider_id, model, messages, call.input.body.get("temperature"))
     return ChatResult(
         services.ids.new(id_prefix, id_length),
         int(services.clock.now()),

@@ -74,6 +74,8 @@ class Faults:
 
     def take(self, provider: str, operation_id: str) -> Fault | None:
         """The first fault matching a call, counted as used once."""
+        if not self._faults:  # the usual case: this runs for every request
+            return None
         for fault in self._faults:
             if fault.matches(provider, operation_id):
                 if fault.remaining is not None:

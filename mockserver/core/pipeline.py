@@ -1,8 +1,9 @@
 """The request path of one provider, as clear stages.
 
 route -> authenticate -> count rate limit -> validate request -> inject faults -> behaviour (provider
-handler) -> render (provider envelope for errors) -> validate response. Errors at any stage are
-``ApiError`` data, turned into the provider's envelope in one place (``_render_error``).
+handler) -> render (provider envelope for errors; rate-limit and CORS headers) -> validate response.
+Errors at any stage are ``ApiError`` data, turned into the provider's envelope in one place
+(``_render_error``).
 
 Routing happens in two places with one source, the spec: each operation is registered with the web
 framework's router (``ProviderService.routes``), whose dict lookup for static paths is the cheapest match
@@ -22,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
+from mockserver.core import cors
 from mockserver.core.auth import Authenticator
 from mockserver.core.calls import (
     BytesReply,
@@ -134,9 +136,10 @@ class ProviderService:
         fault: Fault | None,
     ) -> Reply:
         op = plan.operation
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
             raise ApiError(413, ErrorKind.PAYLOAD_TOO_LARGE, "Request body is too large.")
-        raw = await request.read() if request.body_exists else b""
+        raw = await request.read()  # b"" without a body
         valid = validate_request(
             op,
             path_params,
@@ -220,7 +223,12 @@ class ProviderService:
                 log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
         extra = rate.headers() if rate is not None else {}
-        response = await self._respond(request, op, reply, error, extra, fault)
+        if self.services.settings.cors and (origin := request.headers.get("Origin")):
+            extra.update(cors.response_headers(self.services.settings, origin))
+        if isinstance(reply, EventReply) and op is not None:
+            response = await self._stream(request, op, reply, extra, fault)
+        else:
+            response = self._respond(op, reply, error, extra, fault)
         self.journal.record(
             self.services.clock.now(),
             self.id,
@@ -232,26 +240,34 @@ class ProviderService:
         )
         return response
 
-    async def _respond(
+    async def _stream(
         self,
         request: web.Request,
+        op: Operation,
+        reply: EventReply,
+        extra: dict[str, str],
+        fault: Fault | None,
+    ) -> web.StreamResponse:
+        declared = op.response(200)
+        return await send_events(
+            request,
+            reply,
+            headers=extra,
+            schema=declared.events if declared else None,
+            tokens_per_second=self.services.settings.tokens_per_second,
+            cut_after=fault.cut_after_events if fault else None,
+            on_violation=lambda problem: self._violation(op, 200, problem),
+        )
+
+    def _respond(
+        self,
         op: Operation | None,
         reply: Reply | None,
         error: ApiError | None,
         extra: dict[str, str],
         fault: Fault | None,
-    ) -> web.StreamResponse:
-        if isinstance(reply, EventReply) and op is not None:
-            declared = op.response(200)
-            return await send_events(
-                request,
-                reply,
-                headers=extra,
-                schema=declared.events if declared else None,
-                tokens_per_second=self.services.settings.tokens_per_second,
-                cut_after=fault.cut_after_events if fault else None,
-                on_violation=lambda problem: self._violation(op, 200, problem),
-            )
+    ) -> web.Response:
+        """Render a plain (not streamed) reply or error, then check it against the spec."""
         if isinstance(reply, JsonReply):
             body: Any = reply.body
             response = web.Response(

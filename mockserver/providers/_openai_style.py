@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockserver.core.calls import Call, EventReply, JsonReply, Reply
+from mockserver.core.calls import Call, EventReply, Handler, JsonReply, Reply
 from mockserver.core.chat import generate_chat
 from mockserver.errors import ApiError, ErrorKind, not_found
 
@@ -34,19 +34,26 @@ def render_error(error: ApiError) -> dict[str, Any]:
     }
 
 
-async def chat(call: Call, *, id_prefix: str, streaming: bool) -> Reply:
-    """A chat completion (or its SSE stream) for a known model."""
-    body = call.body
-    model = body["model"]
-    if model not in call.state.models:
-        raise not_found(f"The model '{model}' does not exist.", field="model")
-    result = generate_chat(
-        call, model=model, messages=body["messages"], max_tokens=body.get("max_tokens"), id_prefix=id_prefix
-    )
-    if streaming and body.get("stream"):
-        options = body.get("stream_options") or {}
-        return EventReply(result.chunks(include_usage=bool(options.get("include_usage"))))
-    return JsonReply(result.completion_body())
+def chat_handler(*, id_prefix: str, streaming: bool) -> Handler:
+    """The chat completion handler for a provider whose ids start ``id_prefix``.
+
+    With ``streaming``, ``stream: true`` answers the completion as server-sent events. A handler made here
+    is the provider's handler itself, not a wrapper: a call through another coroutine costs ~1% of a chat
+    request.
+    """
+
+    async def chat(call: Call) -> Reply:
+        body = call.input.body
+        model = body["model"]
+        if model not in call.state.models:
+            raise not_found(f"The model '{model}' does not exist.", field="model")
+        result = generate_chat(call, model, body["messages"], body.get("max_tokens"), id_prefix)
+        if streaming and body.get("stream"):
+            options = body.get("stream_options") or {}
+            return EventReply(result.chunks(include_usage=bool(options.get("include_usage"))))
+        return JsonReply(result.completion_body())
+
+    return chat
 
 
 def describe_models(call_state_models: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -18,15 +18,12 @@ class SpaceAI:
 
     def handlers(self) -> Mapping[str, Handler]:
         """Behaviour per operationId."""
-        return {"listModels": self.list_models, "createChatCompletion": self.chat}
+        chat = _openai_style.chat_handler(id_prefix="chatcmpl-", streaming=True)
+        return {"listModels": self.list_models, "createChatCompletion": chat}
 
     async def list_models(self, call: Call) -> Reply:
         """The catalogue, as seeded."""
         return JsonReply({"object": "list", "data": list(call.state.models.values())})
-
-    async def chat(self, call: Call) -> Reply:
-        """A completion; ``stream: true`` answers server-sent events."""
-        return await _openai_style.chat(call, id_prefix="chatcmpl-", streaming=True)
 
     def render_error(self, error: ApiError) -> dict[str, Any]:
         """StudioAICore's envelope, as the seeds index says SpaceAI shares it."""

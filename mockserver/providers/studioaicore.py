@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mockserver.core.calls import Call, Handler, Reply
+from mockserver.core.calls import Handler
 from mockserver.core.store import ProviderState
 from mockserver.errors import ApiError
 from mockserver.providers import _openai_style
@@ -18,11 +18,7 @@ class StudioAICore:
 
     def handlers(self) -> Mapping[str, Handler]:
         """Behaviour per operationId."""
-        return {"createChat": self.chat}
-
-    async def chat(self, call: Call) -> Reply:
-        """A chat completion."""
-        return await _openai_style.chat(call, id_prefix="chat-", streaming=False)
+        return {"createChat": _openai_style.chat_handler(id_prefix="chat-", streaming=False)}
 
     def render_error(self, error: ApiError) -> dict[str, Any]:
         """`{"error": {"type", "message", "code"}}` (documented)."""

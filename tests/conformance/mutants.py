@@ -141,12 +141,9 @@ def on_response(provider: str, change: Callable[[web.Response, ApiError | None],
         service = mock.providers[provider]
         original = service._respond
 
-        async def respond(
-            request: web.Request, route: Any, reply: Any, error: Any, extra: Any, fault: Any
-        ) -> web.StreamResponse:
-            response = await original(request, route, reply, error, extra, fault)
-            if isinstance(response, web.Response) and not response.prepared:
-                change(response, error)
+        def respond(route: Any, reply: Any, error: Any, extra: Any, fault: Any) -> web.Response:
+            response = original(route, reply, error, extra, fault)
+            change(response, error)
             return response
 
         service._respond = respond  # type: ignore[method-assign]
