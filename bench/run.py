@@ -6,6 +6,8 @@
    --rate-limit, response validation on) against a bare aiohttp handler returning a fixed completion;
    `wrk -t1 -c32` against each, alternating, so both see the same machine load. Reported as the median of
    the rounds' ratios (each round runs bare then mock back to back) and as best mock over best bare.
+   Each server's CPU time per request (user and kernel, from /proc) is reported beside it: on a VM the
+   kernel part grows when the load generator's CPU idles between slower responses (waking it costs more).
 2. Start-up: seconds from process start until the mock answers `GET /_mock/providers`.
 3. Peak memory: the mock's peak RSS (VmHWM) after the throughput runs.
 4. Streaming: N concurrent streamed completions with usage from one client process; all must end in
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import socket
 import statistics
@@ -84,7 +87,15 @@ def start_mock(port: int, response_validation: str) -> tuple[subprocess.Popen[by
     return proc, time.perf_counter() - started
 
 
-def wrk(url: str, duration: int, script: Path) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def wrk(url: str, duration: int, script: Path) -> tuple[float, int]:
+    """Requests per second and the number of requests of one wrk run."""
     out = subprocess.run(
         ["wrk", "-t1", "-c32", f"-d{duration}s", "-s", str(script), url],
         capture_output=True,
@@ -93,10 +104,20 @@ def wrk(url: str, duration: int, script: Path) -> float:
         timeout=duration + 30,
     ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if match is None or non2xx is not None:
+    if match is None or count is None or non2xx is not None:
         raise RuntimeError(f"wrk run failed or saw errors:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
+
+
+def measured_run(url: str, duration: int, script: Path, pid: int, cpu: list[tuple[float, float]]) -> float:
+    """One wrk run against the server ``pid``; appends its (user, kernel) CPU microseconds per request."""
+    user, kernel = cpu_seconds(pid)
+    rps, count = wrk(url, duration, script)
+    user_after, kernel_after = cpu_seconds(pid)
+    cpu.append(((user_after - user) / count * 1e6, (kernel_after - kernel) / count * 1e6))
+    return rps
 
 
 async def stream_many(base: str, count: int) -> tuple[float, int]:
@@ -143,9 +164,12 @@ def main() -> int:
         path = "/spaceai/v1/chat/completions"
         mock_rps: list[float] = []
         bare_rps: list[float] = []
+        mock_cpu: list[tuple[float, float]] = []
+        bare_cpu: list[tuple[float, float]] = []
         for _ in range(args.rounds):
-            bare_rps.append(wrk(f"http://127.0.0.1:{bare_port}{path}", args.duration, script))
-            mock_rps.append(wrk(f"http://127.0.0.1:{mock_port}{path}", args.duration, script))
+            bare_url, mock_url = f"http://127.0.0.1:{bare_port}{path}", f"http://127.0.0.1:{mock_port}{path}"
+            bare_rps.append(measured_run(bare_url, args.duration, script, bare.pid, bare_cpu))
+            mock_rps.append(measured_run(mock_url, args.duration, script, mock.pid, mock_cpu))
         mock_peak = peak_rss_mib(mock.pid)
         stream_time, ok = asyncio.run(stream_many(f"http://127.0.0.1:{mock_port}", args.streams))
         stream_peak = peak_rss_mib(mock.pid)
@@ -163,6 +187,10 @@ def main() -> int:
     median, rounds = statistics.median(pairs), [round(p, 2) for p in pairs]
     print(f"throughput ratio mock/bare: median of rounds {median:.2f} {rounds}")
     print(f"throughput ratio mock/bare: best of {args.rounds} rounds {best_mock / best_bare:.2f}")
+    for name, cpu in (("bare", bare_cpu), ("mock", mock_cpu)):
+        user = statistics.median(u for u, _ in cpu)
+        kernel = statistics.median(k for _, k in cpu)
+        print(f"{name} CPU per request (median of rounds): user {user:.1f} us, kernel {kernel:.1f} us")
     print(f"mock start-up: {startup:.2f} s; peak RSS after load: {mock_peak:.0f} MiB")
     print(
         f"{args.streams} concurrent streams: {ok} done in {stream_time:.2f} s; peak RSS {stream_peak:.0f} MiB"

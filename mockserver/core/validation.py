@@ -100,9 +100,11 @@ def _parse_json(raw: bytes) -> Any:
     # _json_number makes it 5) and it rejects a few inputs the standard library accepts (lone surrogate
     # escapes, integers past 64 bits). So: orjson when the body can hold no fraction, the standard
     # library otherwise or when orjson refuses; both paths give the same value.
-    # translate() and `in` run in C over the bytes; a regular expression cost as much as parsing the body.
+    # translate() and find() run in C over the bytes; a regular expression cost as much as parsing the
+    # body. Not `b"0." in zeroed`: bytes.__contains__ first tries its argument as an integer and builds a
+    # TypeError to discard (~2k instructions each time); find() takes bytes directly.
     zeroed = raw.translate(_DIGITS_TO_ZERO)
-    if b"0." not in zeroed and b"0e" not in zeroed and b"0E" not in zeroed:
+    if zeroed.find(b"0.") < 0 and zeroed.find(b"0e") < 0 and zeroed.find(b"0E") < 0:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
