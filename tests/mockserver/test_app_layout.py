@@ -1,7 +1,9 @@
-"""The layout the request path relies on: no middleware, no sub-app per provider, a route per operation.
+"""The layout the request path relies on: no middleware, no sub-app per provider, a route per operation,
+no response signal on the root app.
 
-Each of these cost ~7 us a request when present (README, Performance); these tests keep them out, and the
-HTTP tests check that what they used to do (CORS preflights, JSON errors of the control API) still works.
+Each of these cost a request time when present (README, Performance); these tests keep them out, and the
+HTTP tests check that what they used to do (CORS preflights and headers, JSON errors of the control API)
+still works.
 """
 
 from __future__ import annotations
@@ -32,6 +34,41 @@ def test_no_app_has_a_middleware_and_only_the_control_api_is_a_sub_app() -> None
     assert [a for a in apps if a.middlewares] == []
     prefixes = [r.canonical for r in app.router.resources() if isinstance(r, web.PrefixedSubAppResource)]
     assert prefixes == ["/_mock"]
+
+
+def test_only_the_control_api_has_a_response_signal() -> None:
+    app = create_app(Settings())
+    assert list(app.on_response_prepare) == []
+    control = [a for a in _apps(app) if a is not app]
+    assert [len(a.on_response_prepare) for a in control] == [1]
+
+
+def test_cors_headers_reach_every_kind_of_response(mock: Any) -> None:
+    origin = {"Origin": "http://localhost:3000"}
+    base = mock.provider("spaceai").base_url
+    key = {"Authorization": f"Bearer {mock.provider('spaceai').api_key}", **origin}
+    responses = {
+        "operation": requests.get(f"{base}/v1/models", headers=key, timeout=10),
+        "unknown path": requests.get(f"{base}/v1/nothing-here", headers=key, timeout=10),
+        "wrong method": requests.delete(f"{base}/v1/models", headers=key, timeout=10),
+        "no key": requests.get(f"{base}/v1/models", headers=origin, timeout=10),
+        "control API": requests.get(f"{mock.base_url}/_mock/providers", headers=origin, timeout=10),
+        "control API 404": requests.get(f"{mock.base_url}/_mock/nothing-here", headers=origin, timeout=10),
+    }
+    statuses = {name: r.status_code for name, r in responses.items()}
+    assert statuses == {
+        "operation": 200,
+        "unknown path": 404,
+        "wrong method": 405,
+        "no key": 401,
+        "control API": 200,
+        "control API 404": 404,
+    }
+    for name, response in responses.items():
+        assert response.headers.get("Access-Control-Allow-Origin") == "http://localhost:3000", name
+        assert response.headers.get("Vary") == "Origin", name
+    plain = requests.get(f"{base}/v1/models", headers={"Authorization": key["Authorization"]}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in plain.headers
 
 
 def test_every_operation_is_a_route_of_its_own() -> None:
