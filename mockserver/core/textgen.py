@@ -101,9 +101,22 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+_ASCII_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_ASCII_SPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
+"""What ``\\s`` matches in ASCII text: bytes.split() knows only the first six, so the rest become spaces."""
+_ASCII_MARKS = bytes(c for c in range(128) if c not in _ASCII_WORD and c not in _ASCII_SPACE)
+"""ASCII characters that are a token each (``[^\\w\\s]``)."""
+_MARKS_TO_SPACE = bytes.maketrans(_ASCII_MARKS + b"\x1c\x1d\x1e\x1f", b" " * (len(_ASCII_MARKS) + 4))
+
+
 def count_tokens(text: str) -> int:
-    """How many tokens a text is."""
-    return len(_TOKEN.findall(text))
+    """How many tokens a text is: ``len(tokenize(text))``."""
+    if not text.isascii():
+        return len(_TOKEN.findall(text))
+    # ASCII (most prompts): word runs plus marks, counted by C loops over the bytes, not a match object per
+    # token; ~20x faster on a sentence, which matters since chat clients resend the whole conversation.
+    raw = text.encode("ascii")
+    return len(raw.translate(_MARKS_TO_SPACE).split()) + len(raw) - len(raw.translate(None, _ASCII_MARKS))
 
 
 def message_text(content: Any) -> str:
@@ -125,7 +138,7 @@ def prompt_tokens(messages: Iterable[Any]) -> int:
             continue
         content = message.get("content")
         if isinstance(content, str):  # the common case, first
-            total += MESSAGE_OVERHEAD_TOKENS + len(_TOKEN.findall(content))
+            total += MESSAGE_OVERHEAD_TOKENS + count_tokens(content)
             continue
         total += MESSAGE_OVERHEAD_TOKENS + count_tokens(message_text(content))
         if isinstance(content, list):
@@ -198,16 +211,16 @@ class TextGenerator:
         """A reply to ``prompt``: a sentence on its topic and a few more, cut at ``max_tokens``."""
         # One digest of the request picks every sentence: cheaper than seeding a Random per request (this
         # is the mock's hot path) and just as deterministic.
-        request = canonical([self._seed, prompt, *salt])
-        digest = hashlib.blake2b(request, digest_size=_REPLY_PICKS.size).digest()
-        count, *picks = _REPLY_PICKS.unpack(digest)
+        # blake2b's default digest size: passing digest_size costs more than the longer digest.
+        picks = _REPLY_PICKS.unpack_from(hashlib.blake2b(canonical([self._seed, prompt, *salt])).digest())
         table = sentences()
         tokens = list(_opening(prompt))
-        for pick in picks[: 2 + count % (_MAX_SENTENCES - 1)]:
+        for pick in picks[1 : 3 + picks[0] % (_MAX_SENTENCES - 1)]:  # picks[0]: how many sentences
             tokens += table[pick % _SENTENCE_TABLE]
         if max_tokens is not None and len(tokens) > max_tokens:
             # int(): JSON Schema's `integer` admits 5.0, which a validated body may carry.
-            return Completion(tuple(tokens[: int(max_tokens)]), "length")
+            del tokens[int(max_tokens) :]
+            return Completion(tuple(tokens), "length")
         return Completion(tuple(tokens), "stop")
 
     def short_id(self, *parts: Any, length: int = 24) -> str:
