@@ -548,3 +548,24 @@ def test_cut_after_events_breaks_the_stream(chat_mock: Any) -> None:
     # The next stream is whole again.
     whole = chat_mock.post("spaceai", "/v1/chat/completions", json=chat_body("spaceai", stream=True))
     assert whole.text.rstrip().endswith("data: [DONE]")
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "with-length"])
+def test_body_over_the_size_limit_is_413_in_envelope(
+    start_chat_mock: Any, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    # The real limit is 110 MiB; a server built with a 1 KiB one takes the same path without the upload.
+    monkeypatch.setattr("mockserver.app.MAX_REQUEST_BYTES", 1024)
+    mock = start_chat_mock()
+    body = json.dumps(chat_body("spaceai") | {"user": "x" * 4096}).encode()
+    payload: Any = iter([body[:2000], body[2000:]]) if chunked else body
+    response = mock.post(
+        "spaceai", "/v1/chat/completions", data=payload, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "Request body is too large.",
+        "code": 413,
+    }
+    assert "X-RateLimit-Remaining" in response.headers
