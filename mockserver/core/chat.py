@@ -34,7 +34,6 @@ class ChatResult:
 
     def completion_body(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``chat.completion`` object."""
-        tokens = self.completion.tokens
         body = {
             "id": self.id,
             "object": "chat.completion",
@@ -43,16 +42,11 @@ class ChatResult:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(tokens)},
+                    "message": {"role": "assistant", "content": self.completion.text},
                     "finish_reason": self.completion.finish_reason,
                 }
             ],
-            # usage(), written out: this runs once per completion, the mock's most common request.
-            "usage": {
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": len(tokens),
-                "total_tokens": self.prompt_tokens + len(tokens),
-            },
+            "usage": self.usage(),
         }
         if extra:
             body.update(extra)

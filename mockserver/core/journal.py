@@ -53,10 +53,11 @@ class Journal:
 
     def entries(self, provider: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Entries as dicts, optionally for one provider and only the newest ``limit``."""
+        entries = (Entry(*e) for e in self._entries)
         selected = [
-            {**Entry(*e)._asdict(), "latency_ms": round(e[7], 3)}
-            for e in self._entries
-            if provider is None or e[2] == provider
+            {**e._asdict(), "latency_ms": round(e.latency_ms, 3)}
+            for e in entries
+            if provider is None or e.provider == provider
         ]
         return selected[-limit:] if limit else selected
 

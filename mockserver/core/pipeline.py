@@ -138,13 +138,13 @@ class ProviderService:
         op = plan.operation
         length = request.content_length
         if length is not None and length > MAX_BODY_BYTES:
-            raise ApiError(413, ErrorKind.PAYLOAD_TOO_LARGE, "Request body is too large.")
+            raise _body_too_large()
         try:
             raw = await request.read()  # b"" without a body
         except web.HTTPRequestEntityTooLarge as exc:
             # A chunked body has no Content-Length to refuse up front: aiohttp stops reading it at the app's
             # client_max_size. The provider's 413 then, not the framework's exception (a 500).
-            raise ApiError(413, ErrorKind.PAYLOAD_TOO_LARGE, "Request body is too large.") from exc
+            raise _body_too_large() from exc
         valid = validate_request(
             op,
             path_params,
@@ -303,6 +303,10 @@ class ProviderService:
                     )
                     response, _ = self._render_error(strict, extra)
         return response
+
+
+def _body_too_large() -> ApiError:
+    return ApiError(413, ErrorKind.PAYLOAD_TOO_LARGE, "Request body is too large.")
 
 
 @dataclass(frozen=True, slots=True)
