@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from instructions import per_request  # noqa: E402  (bench/ is a folder of scripts, not a package)
-from run import free_port  # noqa: E402
+from run import free_port, mock_command  # noqa: E402
 
 PIECES = ("handler", "validation", "rate", "check", "journal", "pipeline")
 
@@ -38,10 +38,8 @@ def serve(port: int, piece: str) -> None:
     from mockserver.mock import build_mock
     from mockserver.settings import settings_from_args
 
-    args = ["--port", str(port), "--rate-limit", "100000000"]
-    if piece == "check":
-        args += ["--response-validation", "off"]
-    settings = settings_from_args(args)
+    # The CLI's arguments as the benchmarks pass them (mock_command), without the interpreter and module.
+    settings = settings_from_args(mock_command(port, "off" if piece == "check" else "warn")[3:])
     mock = build_mock(settings)
     service = mock.providers["spaceai"]
     if piece == "handler":
@@ -99,11 +97,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown pieces {unknown}; choose from {', '.join(PIECES)}")
     port = free_port()
-    full = per_request(
-        [sys.executable, "-m", "mockserver", "--port", str(port), "--rate-limit", "100000000"],
-        port,
-        args.requests,
-    )
+    full = per_request(mock_command(port), port, args.requests)
     print(f"full mock: {full / 1000:.0f}k instructions/request")
     for piece in args.pieces or PIECES:
         port = free_port()

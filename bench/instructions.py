@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import BODY, KEY, free_port  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from run import BODY, KEY, free_port, mock_command  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 PATH = "/spaceai/v1/chat/completions"
 WARM_UP = 300
@@ -93,18 +93,7 @@ def main() -> int:
     bare_port, mock_port = free_port(), free_port()
     bare_command = [sys.executable, str(HERE / "bare_server.py"), str(bare_port)]
     bare = per_request(bare_command, bare_port, args.requests)
-    mock_command = [
-        sys.executable,
-        "-m",
-        "mockserver",
-        "--port",
-        str(mock_port),
-        "--rate-limit",
-        "100000000",
-        "--response-validation",
-        args.response_validation,
-    ]
-    mock = per_request(mock_command, mock_port, args.requests)
+    mock = per_request(mock_command(mock_port, args.response_validation), mock_port, args.requests)
     print(f"bare aiohttp: {bare / 1000:.0f}k instructions/request")
     print(f"mock (SpaceAI chat, response validation {args.response_validation}): {mock / 1000:.0f}k")
     print(f"mock / bare: {mock / bare:.2f}")

@@ -66,22 +66,25 @@ def peak_rss_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
+def mock_command(port: int, response_validation: str = "warn") -> list[str]:
+    """The mock as every benchmark runs it: the CLI, with a rate limit no run reaches."""
+    return [
+        sys.executable,
+        "-m",
+        "mockserver",
+        "--port",
+        str(port),
+        "--rate-limit",
+        "100000000",
+        "--response-validation",
+        response_validation,
+    ]
+
+
 def start_mock(port: int, response_validation: str) -> tuple[subprocess.Popen[bytes], float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mockserver",
-            "--port",
-            str(port),
-            "--rate-limit",
-            "100000000",
-            "--response-validation",
-            response_validation,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        mock_command(port, response_validation), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_until_up(f"http://127.0.0.1:{port}/_mock/providers")
     return proc, time.perf_counter() - started
