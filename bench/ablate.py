@@ -72,7 +72,7 @@ def serve(port: int, piece: str) -> None:
     elif piece == "pipeline":
         from bare_server import COMPLETION
 
-        async def bare_like(request: web.Request, *_: object) -> web.Response:
+        async def bare_like(_plan: object, request: web.Request, *_: object) -> web.Response:
             await request.read()
             return web.Response(text=COMPLETION, content_type="application/json")
 

@@ -12,11 +12,11 @@ Python ~50x slower). Only loopback is used.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,26 +33,37 @@ WARM_UP = 300
 
 
 def drive(port: int, count: int, timeout: float = 300.0) -> None:
-    """Send ``count`` completions over one keep-alive connection, once the server answers."""
+    """Send ``count`` completions over one keep-alive connection, once the server answers.
+
+    Each request leaves in one write, as a load generator sends it: a request split over two writes
+    reaches the server in one read or two depending on timing, and the count would vary with it.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            conn.connect()
+            sock = socket.create_connection(("127.0.0.1", port), timeout=120)
             break
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-    body = json.dumps(BODY)
-    for _ in range(count):
-        conn.request("POST", PATH, body, headers)
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"status {response.status}")
-    conn.close()
+    body = json.dumps(BODY).encode()
+    request = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with sock, sock.makefile("rb") as stream:
+        for _ in range(count):
+            sock.sendall(request)
+            status = stream.readline()
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            stream.read(length)
+            if b" 200 " not in status:
+                raise RuntimeError(f"status line {status!r}")
 
 
 def instructions(command: list[str], port: int, count: int) -> int:

@@ -14,10 +14,11 @@ there is; a provider-wide fallback (``ProviderService.handle``) routes whatever 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -39,7 +40,7 @@ from mockserver.core.faults import Fault, Faults
 from mockserver.core.journal import Journal
 from mockserver.core.ratelimit import LIMIT_HEADER, RateLimiter, RateState
 from mockserver.core.router import Router
-from mockserver.core.spec import JSON_MEDIA_TYPE, Operation
+from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
 from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
@@ -89,6 +90,11 @@ class ProviderService:
         if missing:
             raise SpecError(f"{self.id}: no behaviour for operations {missing}")
         self._plans = {op.operation_id: _Plan.of(op) for op in loaded.spec.operations}
+        # Settings are frozen: what every request asks of them is read once here.
+        settings = services.settings
+        self._cors = settings.cors
+        self._check_mode = settings.response_validation
+        self._rate_override = settings.rate_limit
 
     def routes(self) -> Iterator[tuple[str, str, RequestHandler]]:
         """``(method, path template, handler)`` per operation, for the web framework's router.
@@ -97,14 +103,8 @@ class ProviderService:
         to ``handle``, which routes with the spec's own router and answers the 404 or 405.
         """
         for plan in self._plans.values():
-            yield plan.operation.method, plan.operation.path, self._operation_handler(plan)
-
-    def _operation_handler(self, plan: _Plan) -> RequestHandler:
-        async def operation(request: web.Request) -> web.StreamResponse:
-            return await self._serve(request, plan, request.match_info, None)
-
-        operation.__name__ = plan.operation.operation_id
-        return operation
+            # The pipeline itself with its plan bound, not a wrapper: a coroutine fewer per request.
+            yield plan.operation.method, plan.operation.path, functools.partial(self._serve, plan)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer a request by routing it here: an operation, or the 404/405 in the provider's envelope."""
@@ -112,29 +112,29 @@ class ProviderService:
         try:
             route = self.router.match(request.method, path)
         except ApiError as exc:
-            return await self._serve(request, None, {}, exc)
-        return await self._serve(request, self._plans[route.operation.operation_id], route.path_params, None)
+            return await self._serve(None, request, {}, exc)
+        return await self._serve(self._plans[route.operation.operation_id], request, route.path_params)
 
     # -- stages -----------------------------------------------------------------------------------
 
-    def _count(self, request: web.Request, key: ApiKey | None, state: ProviderState) -> RateState | None:
-        if not self.rate_limited:
-            return None
-        limit = self.services.settings.rate_limit or (key.rate_limit if key else None)
-        limit = limit or state.default_rate_limit or 60
-        # Without a valid key the client address is the bucket, as real gateways do before auth.
-        bucket = key.key_id if key else f"ip:{request.remote}"
-        return self.limiter.hit(f"{self.id}:{bucket}", limit)
+    def _count(self, request: web.Request, key: ApiKey | None, state: ProviderState) -> RateState:
+        if key is None:
+            # Without a valid key the client address is the bucket, as real gateways do before auth.
+            limit = self._rate_override or state.default_rate_limit or 60
+            return self.limiter.hit((self.id, f"ip:{request.remote}"), limit)
+        limit = self._rate_override or key.rate_limit or state.default_rate_limit or 60
+        return self.limiter.hit((self.id, key.key_id), limit)
 
     async def _behave(
         self,
         request: web.Request,
         plan: _Plan,
-        path_params: Mapping[str, str],
+        path_params: Mapping[str, str] | None,
         key: ApiKey | None,
         state: ProviderState,
         fault: Fault | None,
     ) -> Reply:
+        """validate (read the body, check it and the parameters) -> inject a fault -> the handler."""
         op = plan.operation
         length = request.content_length
         if length is not None and length > MAX_BODY_BYTES:
@@ -147,11 +147,11 @@ class ProviderService:
             raise _body_too_large() from exc
         valid = validate_request(
             op,
-            path_params,
+            request.match_info if path_params is None else path_params,
             # Parsing the query string costs a few microseconds: only for operations that declare one.
             request.query if plan.reads_query else _NO_QUERY,
             request.headers,
-            request.content_type if raw else "",
+            _media_type(request) if raw else "",
             raw,
         )
         if fault is not None:
@@ -173,11 +173,9 @@ class ProviderService:
         )
         return response, envelope
 
-    def _check_response(
-        self, op: Operation, status: int, body: Any, headers: Mapping[str, str]
-    ) -> str | None:
+    def _check_response(self, plan: _Plan, status: int, body: Any, headers: Mapping[str, str]) -> str | None:
         """What is wrong with a response (``headers`` case-insensitive), or None."""
-        declared = op.response(status)
+        declared = plan.declared(status)
         if declared is None:
             return f"status {status} is not declared"
         for name in declared.required_headers:
@@ -198,24 +196,31 @@ class ProviderService:
 
     async def _serve(
         self,
-        request: web.Request,
         plan: _Plan | None,
-        path_params: Mapping[str, str],
-        error: ApiError | None,
+        request: web.Request,
+        path_params: Mapping[str, str] | None = None,
+        error: ApiError | None = None,
     ) -> web.StreamResponse:
-        """route (done) -> authenticate -> count -> validate + behave -> render -> validate response."""
+        """route (done) -> authenticate -> count -> validate + behave -> render -> validate response.
+
+        ``path_params`` default to what the web framework's router matched.
+        """
         started = time.perf_counter()
-        op = plan.operation if plan is not None else None
+        headers = request.headers
         state = self.services.store.providers[self.id]
-        key = self.auth.identify(request.headers, state)
-        if error is None and op is not None and key is None:
+        key = self.auth.identify(headers, state)
+        if key is None and error is None and plan is not None:
             try:
-                self.auth.require(op, key, request.headers)
+                self.auth.require(plan.operation, key, headers)
             except ApiError as exc:
                 error = exc
-        rate = self._count(request, key, state)
-        if error is None and rate is not None and rate.exceeded:
-            error = rate.error(self.services.clock.now())
+        if self.rate_limited:
+            rate = self._count(request, key, state)
+            extra = rate.headers()
+            if rate.exceeded and error is None:
+                error = rate.error(self.services.clock.now())
+        else:
+            extra = {}
         reply: Reply | None = None
         fault = None
         if error is None and plan is not None:
@@ -227,19 +232,18 @@ class ProviderService:
             except Exception:
                 log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
-        extra = rate.headers() if rate is not None else {}
-        if self.services.settings.cors and (origin := request.headers.get("Origin")):
+        if self._cors and (origin := headers.get("Origin")):
             extra.update(cors.response_headers(self.services.settings, origin))
-        if isinstance(reply, EventReply) and op is not None:
-            response = await self._stream(request, op, reply, extra, fault)
+        if plan is not None and isinstance(reply, EventReply):
+            response = await self._stream(request, plan, reply, extra, fault)
         else:
-            response = self._respond(op, reply, error, extra, fault)
+            response = self._respond(plan, reply, error, extra, fault)
         self.journal.record(
             self.services.clock.now(),
             self.id,
             request.method,
             request.path,
-            op.operation_id if op is not None else None,
+            plan.operation.operation_id if plan is not None else None,
             response.status,
             (time.perf_counter() - started) * 1000,
         )
@@ -248,12 +252,13 @@ class ProviderService:
     async def _stream(
         self,
         request: web.Request,
-        op: Operation,
+        plan: _Plan,
         reply: EventReply,
         extra: dict[str, str],
         fault: Fault | None,
     ) -> web.StreamResponse:
-        declared = op.response(200)
+        op = plan.operation
+        declared = plan.declared(200)
         return await send_events(
             request,
             reply,
@@ -266,7 +271,7 @@ class ProviderService:
 
     def _respond(
         self,
-        op: Operation | None,
+        plan: _Plan | None,
         reply: Reply | None,
         error: ApiError | None,
         extra: dict[str, str],
@@ -275,34 +280,44 @@ class ProviderService:
         """Render a plain (not streamed) reply or error, then check it against the spec."""
         if isinstance(reply, JsonReply):
             body: Any = reply.body
+            status = reply.status
             response = web.Response(
-                status=reply.status,
+                status=status,
                 body=dump_bytes(body),
                 headers={CONTENT_TYPE: JSON_CONTENT_TYPE, **reply.headers, **extra},
             )
         elif isinstance(reply, BytesReply):
-            body = None
+            body, status = None, reply.status
             response = web.Response(
-                status=reply.status,
+                status=status,
                 body=reply.data,
                 headers={CONTENT_TYPE: reply.content_type, **reply.headers, **extra},
             )
         else:
             assert error is not None
+            status = error.status
             response, body = self._render_error(error, extra)
-        mode = self.services.settings.response_validation
+        mode = self._check_mode
         # A status forced by an injected fault is the test's choice (a 503 the spec never lists, a raw
         # body): send it as asked instead of flagging it or swapping it for a 500.
-        if op is not None and mode != "off" and (fault is None or fault.status is None):
-            problem = self._check_response(op, response.status, body, response.headers)
+        if plan is not None and mode != "off" and (fault is None or fault.status is None):
+            problem = self._check_response(plan, status, body, response.headers)
             if problem is not None:
-                self._violation(op, response.status, problem)
+                op = plan.operation
+                self._violation(op, status, problem)
                 if mode == "strict":
                     strict = ApiError(
                         500, ErrorKind.INTERNAL, f"The mock's response broke its spec: {problem}"
                     )
                     response, _ = self._render_error(strict, extra)
         return response
+
+
+def _media_type(request: web.Request) -> str:
+    """The request's media type, without parameters."""
+    if request.headers.get(CONTENT_TYPE) == JSON_MEDIA_TYPE:
+        return JSON_MEDIA_TYPE  # what most clients send: no header parsing
+    return request.content_type
 
 
 def _body_too_large() -> ApiError:
@@ -315,6 +330,15 @@ class _Plan:
 
     operation: Operation
     reads_query: bool
+    _declared: dict[int, ResponseSpec | None] = field(default_factory=dict)
+
+    def declared(self, status: int) -> ResponseSpec | None:
+        """The operation's declared response for ``status`` (looked up once per status)."""
+        try:
+            return self._declared[status]
+        except KeyError:
+            found = self._declared[status] = self.operation.response(status)
+            return found
 
     @classmethod
     def of(cls, operation: Operation) -> _Plan:

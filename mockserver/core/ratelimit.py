@@ -11,6 +11,8 @@ WINDOW_SECONDS = 60
 LIMIT_HEADER = "X-RateLimit-Limit"
 REMAINING_HEADER = "X-RateLimit-Remaining"
 RESET_HEADER = "X-RateLimit-Reset"
+Bucket = tuple[str, str]
+"""Whose requests one window counts: (provider id, key id or ``ip:<address>``)."""
 _UNSEEN = (-1, 0)
 """A bucket's (window start, requests counted) before its first request."""
 
@@ -48,9 +50,9 @@ class RateLimiter:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._windows: dict[str, tuple[int, int]] = {}
+        self._windows: dict[Bucket, tuple[int, int]] = {}
 
-    def hit(self, bucket: str, limit: int) -> RateState:
+    def hit(self, bucket: Bucket, limit: int) -> RateState:
         """Count one request and report the window's state; requests over the limit are not counted."""
         window = int(self._clock.now() // WINDOW_SECONDS) * WINDOW_SECONDS
         start, used = self._windows.get(bucket, _UNSEEN)

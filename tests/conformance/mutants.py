@@ -24,7 +24,7 @@ from aiohttp import web
 from mockserver.core.auth import read_credential
 from mockserver.core.calls import BytesReply, Call, EventReply, JsonReply, Reply
 from mockserver.core.media import JPEG, MP4, PNG, StoredFile
-from mockserver.core.ratelimit import RateState
+from mockserver.core.ratelimit import Bucket, RateState
 from mockserver.core.signing import UrlSigner
 from mockserver.core.webhooks import signing_secret
 from mockserver.errors import ApiError, ErrorKind
@@ -141,8 +141,8 @@ def on_response(provider: str, change: Callable[[web.Response, ApiError | None],
         service = mock.providers[provider]
         original = service._respond
 
-        def respond(route: Any, reply: Any, error: Any, extra: Any, fault: Any) -> web.Response:
-            response = original(route, reply, error, extra, fault)
+        def respond(plan: Any, reply: Any, error: Any, extra: Any, fault: Any) -> web.Response:
+            response = original(plan, reply, error, extra, fault)
             change(response, error)
             return response
 
@@ -157,7 +157,7 @@ def on_rate(change: Callable[[Mock, str, int, RateState], RateState]) -> Patch:
     def patch(mock: Mock) -> None:
         hit = mock.limiter.hit
 
-        def counted(bucket: str, limit: int) -> RateState:
+        def counted(bucket: Bucket, limit: int) -> RateState:
             return change(mock, bucket, limit, hit(bucket, limit))
 
         mock.limiter.hit = counted  # type: ignore[method-assign]
@@ -543,21 +543,21 @@ ENVELOPE = [
 # -- rate limits ------------------------------------------------------------------------------------------
 
 
-def _frozen_remaining(mock: Mock, bucket: str, limit: int, state: RateState) -> RateState:
+def _frozen_remaining(mock: Mock, bucket: Bucket, limit: int, state: RateState) -> RateState:
     return dataclasses.replace(state, remaining=limit - 1)
 
 
-def _stuck_after_third(mock: Mock, bucket: str, limit: int, state: RateState) -> RateState:
+def _stuck_after_third(mock: Mock, bucket: Bucket, limit: int, state: RateState) -> RateState:
     if not state.exceeded and state.remaining < limit - 3:
         return dataclasses.replace(state, remaining=limit - 3)
     return state
 
 
-def _remaining_off_by_one(mock: Mock, bucket: str, limit: int, state: RateState) -> RateState:
+def _remaining_off_by_one(mock: Mock, bucket: Bucket, limit: int, state: RateState) -> RateState:
     return dataclasses.replace(state, remaining=state.remaining + 1)
 
 
-def _relative_reset(mock: Mock, bucket: str, limit: int, state: RateState) -> RateState:
+def _relative_reset(mock: Mock, bucket: Bucket, limit: int, state: RateState) -> RateState:
     # Seconds until the reset rather than the epoch time of the reset.
     return dataclasses.replace(state, reset=max(1, state.reset - int(mock.services.clock.now())))
 
