@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from mockserver.control import build_control_app
-from mockserver.core.pipeline import ProviderService
+from mockserver.core.pipeline import MAX_BODY_BYTES, ProviderService
 from mockserver.cors import CATCH_ALL, add_fallback, install_cors
 from mockserver.mock import MOCK, Mock, build_mock
 from mockserver.settings import Settings
 
-MAX_REQUEST_BYTES = 110 * 1024**2
-"""aiohttp's body limit: large enough for the specs' 100 MiB uploads."""
+MAX_REQUEST_BYTES = MAX_BODY_BYTES
+"""aiohttp's body limit: the pipeline's, so a chunked body is refused where a declared length would be."""
 MAX_LINE_BYTES = 32 * 1024
 """Longest request line and header field aiohttp accepts (its default, 8190 bytes, would answer a plain-text
 400 before the pipeline to spec-valid requests such as a 1024-character storage key, percent-encoded)."""

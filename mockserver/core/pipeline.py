@@ -118,12 +118,10 @@ class ProviderService:
     # -- stages -----------------------------------------------------------------------------------
 
     def _count(self, request: web.Request, key: ApiKey | None, state: ProviderState) -> RateState:
-        if key is None:
-            # Without a valid key the client address is the bucket, as real gateways do before auth.
-            limit = self._rate_override or state.default_rate_limit or 60
-            return self.limiter.hit((self.id, f"ip:{request.remote}"), limit)
-        limit = self._rate_override or key.rate_limit or state.default_rate_limit or 60
-        return self.limiter.hit((self.id, key.key_id), limit)
+        limit = self._rate_override or (key.rate_limit if key else None) or state.default_rate_limit or 60
+        # Without a valid key the client address is the bucket, as real gateways do before auth.
+        bucket = key.key_id if key else f"ip:{request.remote}"
+        return self.limiter.hit((self.id, bucket), limit)
 
     async def _behave(
         self,
@@ -303,8 +301,7 @@ class ProviderService:
         if plan is not None and mode != "off" and (fault is None or fault.status is None):
             problem = self._check_response(plan, status, body, response.headers)
             if problem is not None:
-                op = plan.operation
-                self._violation(op, status, problem)
+                self._violation(plan.operation, status, problem)
                 if mode == "strict":
                     strict = ApiError(
                         500, ErrorKind.INTERNAL, f"The mock's response broke its spec: {problem}"
