@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from mockserver.control import build_control_app
+from mockserver.core.cors import CATCH_ALL, add_fallback, install_cors
 from mockserver.core.pipeline import MAX_BODY_BYTES, ProviderService
-from mockserver.cors import CATCH_ALL, add_fallback, install_cors
 from mockserver.mock import MOCK, Mock, build_mock
 from mockserver.settings import Settings
 

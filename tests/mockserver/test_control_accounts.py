@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from mockserver.control_accounts import key_prefix
+from mockserver.control.accounts import key_prefix
 from mockserver.core.store import parse_seed
 
 PAHLAVAN = "pahlavan"

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mockserver.control import _MOCK, ControlError, ControlHandler, _body, _number
+from mockserver.control.base import MOCK, ControlError, ControlHandler, number, read_body
 from mockserver.core.store import Account, ApiKey, ProviderState
 
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
@@ -28,7 +28,7 @@ _VISIBLE = re.compile(r"[^\t\n\x0b\x0c\r ]")
 
 def _state(request: web.Request, provider_id: str, *, in_path: bool) -> ProviderState:
     """A served provider's state: an unknown one is a 404 in the path, a 400 in a query or body."""
-    store = request.app[_MOCK].services.store
+    store = request.app[MOCK].services.store
     if provider_id not in store.providers:
         if in_path:
             raise web.HTTPNotFound(text=f"unknown provider {provider_id!r}")
@@ -40,7 +40,7 @@ def _queried(request: web.Request) -> list[ProviderState]:
     """The provider named by ``?provider=``, or every served provider."""
     provider_id = request.query.get("provider")
     if provider_id is None:
-        return list(request.app[_MOCK].services.store.providers.values())
+        return list(request.app[MOCK].services.store.providers.values())
     return [_state(request, provider_id, in_path=False)]
 
 
@@ -77,7 +77,7 @@ def _cents(data: dict[str, Any], name: str, *, nullable: bool) -> int | None:
     if value is None and nullable:
         return None
     try:
-        cents: int = _number(data, name, integer=True)
+        cents: int = number(data, name, integer=True)
     except ControlError:
         kind = "an integer >= 0 or null" if nullable else "an integer >= 0"
         raise ControlError(400, f"'{name}' must be {kind}") from None
@@ -109,7 +109,7 @@ async def set_wallet(request: web.Request) -> web.Response:
     account = state.accounts.get(request.match_info["account_id"])
     if account is None:
         raise web.HTTPNotFound(text=f"unknown account {request.match_info['account_id']!r}")
-    account.wallet_cents = _cents(await _body(request), "wallet_cents", nullable=False)
+    account.wallet_cents = _cents(await read_body(request), "wallet_cents", nullable=False)
     return web.json_response(_account_view(state, account))
 
 
@@ -121,7 +121,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def create_key(request: web.Request) -> web.Response:
     """``POST /_mock/keys``: a new key, usable at once; its secret is shown in this answer only."""
-    data = await _body(request)
+    data = await read_body(request)
     unknown = set(data) - {"provider", "account", "name", "spend_limit_cents", "organization"}
     if unknown:
         raise ControlError(400, f"unknown key fields: {sorted(unknown)}")
@@ -153,7 +153,7 @@ async def set_spend_limit(request: web.Request) -> web.Response:
     """``PUT /_mock/keys/{provider}/{key_id}/spend-limit {"spend_limit_cents": int|null}``."""
     state = _state(request, request.match_info["provider"], in_path=True)
     key = _key(state, request.match_info["key_id"])
-    key.spend_limit_cents = _cents(await _body(request), "spend_limit_cents", nullable=True)
+    key.spend_limit_cents = _cents(await read_body(request), "spend_limit_cents", nullable=True)
     return web.json_response(_key_view(state, key))
 
 

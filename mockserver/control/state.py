@@ -1,0 +1,103 @@
+"""Control routes for the mock as a whole: providers, reset, the clock, the journal, generated files."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from mockserver.control.base import ControlError, ControlHandler, json_reply, mock_of, number, read_body
+from mockserver.core.calls import request_origin
+
+MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600
+"""One clock advance moves at most ten years: far beyond any test, and far from the year 9999 where dates
+stop being representable (providers format the clock as dates)."""
+_DIGITS = re.compile(r"[0-9]+")
+
+
+async def providers(request: web.Request) -> web.Response:
+    """``GET /_mock/providers``: base URL, keys, organization and models of each provider."""
+    mock = mock_of(request)
+    origin = request_origin(request)
+    listing = []
+    for provider_id, service in mock.providers.items():
+        state = mock.services.store[provider_id]
+        described = service.module.describe(state)
+        primary = state.primary_key()
+        # The other seeded keys by name (keys created at runtime are shown once, at creation, never here):
+        # clients find special-purpose accounts (a nearly empty wallet...) without knowing a provider.
+        extra_keys: dict[str, str] = {}
+        for key in state.keys.values():
+            if key.seeded and key is not primary:
+                extra_keys.setdefault(key.name, key.key)
+        listing.append(
+            {
+                "id": provider_id,
+                "base_url": origin + service.mount,
+                "api_key": primary.key,
+                "extra_keys": extra_keys,
+                "organization_id": described.get("organization_id"),
+                "models": described.get("models", []),
+            }
+        )
+    return json_reply({"providers": listing})
+
+
+async def reset(request: web.Request) -> web.Response:
+    """``POST /_mock/reset``: back to the seed state."""
+    mock_of(request).reset()
+    return json_reply({"status": "reset"})
+
+
+async def get_clock(request: web.Request) -> web.Response:
+    """``GET /_mock/clock``: the mock's time and its offset from real time."""
+    clock = mock_of(request).services.clock
+    return json_reply({"now": clock.now(), "offset": clock.offset})
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    """``POST /_mock/clock/advance {"seconds"}``: move time forward instantly."""
+    data = await read_body(request)
+    clock = mock_of(request).services.clock
+    now = clock.advance(float(number(data, "seconds", maximum=MAX_ADVANCE_SECONDS)))
+    # Let jobs due by now finish before answering, so tests see their effects at once.
+    await mock_of(request).services.jobs.settle()
+    # Likewise webhook attempts that became due (bounded by one attempt's timeout).
+    await mock_of(request).services.webhooks.settle()
+    return json_reply({"now": now, "offset": clock.offset})
+
+
+async def requests_journal(request: web.Request) -> web.Response:
+    """``GET /_mock/requests?provider=&limit=``: the request journal, oldest first."""
+    provider = request.query.get("provider")
+    limit_text = request.query.get("limit")
+    # ASCII digits only: str.isdigit() also accepts digits int() cannot read, such as '²'.
+    if limit_text is not None and (not _DIGITS.fullmatch(limit_text) or int(limit_text) < 1):
+        raise ControlError(400, "'limit' must be a positive integer")
+    entries = mock_of(request).journal.entries(provider, int(limit_text) if limit_text else None)
+    return json_reply({"requests": entries})
+
+
+async def violations(request: web.Request) -> web.Response:
+    """``GET /_mock/violations``: responses the mock sent that broke its own spec (should be empty)."""
+    return json_reply({"violations": list(mock_of(request).journal.violations)})
+
+
+async def get_file(request: web.Request) -> web.Response:
+    """``GET /_mock/files/{file_id}/{filename}``: a generated output, with its content type."""
+    stored = mock_of(request).services.files.get(request.match_info["file_id"])
+    if stored is None or stored.filename != request.match_info["filename"]:
+        raise web.HTTPNotFound(text="no such file")
+    return web.Response(body=stored.data, content_type=stored.content_type)
+
+
+STATE_ROUTES: list[tuple[str, str, ControlHandler]] = [
+    ("GET", "/providers", providers),
+    ("POST", "/reset", reset),
+    ("GET", "/clock", get_clock),
+    ("POST", "/clock/advance", advance_clock),
+    ("GET", "/requests", requests_journal),
+    ("GET", "/violations", violations),
+    ("GET", "/files/{file_id}/{filename}", get_file),
+]
+"""Routes of the mock as a whole, relative to ``/_mock``."""
