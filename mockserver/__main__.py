@@ -7,6 +7,7 @@ specs, a port it cannot listen on).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -48,26 +49,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(Redactor())
     try:
         mock = build_mock(settings)
+        configure_logging(Redactor(api_keys(mock)))
+        keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
+        app = create_app(settings, mock)
+        # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen,
+        # the garbage collector stops walking it on every collection (2-3% of a request's instructions).
+        gc.collect()
+        gc.freeze()
+        return asyncio.run(serve(app, settings, keys))
     except MockError as exc:
         print(f"mockserver: {exc}", file=sys.stderr)
         return STARTUP_ERROR
-    configure_logging(Redactor(api_keys(mock)))
-    keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
-    app = create_app(settings, mock)
-    # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen, the
-    # garbage collector stops walking it on every collection (2-3% of a request's instructions, measured).
-    gc.collect()
-    gc.freeze()
-    return asyncio.run(serve(app, settings, banner(settings, keys)))
+    except KeyboardInterrupt:
+        # Ctrl-C while loading, or where the event loop cannot take signals over: a stop, not a crash.
+        return 0
 
 
-async def serve(app: web.Application, settings: Settings, text: str) -> int:
-    """Serve ``app`` until SIGTERM or SIGINT; print ``text`` once listening. Returns the exit code."""
+async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, str]) -> int:
+    """Serve ``app`` until SIGTERM or SIGINT, printing the banner once listening; returns the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         # Both stop the same way, without a KeyboardInterrupt traceback; a repeated signal changes nothing.
-        loop.add_signal_handler(signum, stop.set)
+        with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
+            loop.add_signal_handler(signum, stop.set)
     # aiohttp waits twice for a request still being handled at shutdown, each time for shutdown_timeout:
     # first untouched, then with its request body cancelled, before it cancels the handler. Half the grace
     # period each keeps the whole wait within it, and a stream (which reads no body) runs for all of it.
@@ -86,7 +91,9 @@ async def serve(app: web.Application, settings: Settings, text: str) -> int:
                 file=sys.stderr,
             )
             return STARTUP_ERROR
-        print(text, flush=True)
+        if settings.port == 0:  # the port the system chose, as clients must use it
+            settings = settings.with_changes(port=int(runner.addresses[0][1]))
+        print(banner(settings, mock_keys), flush=True)
         await stop.wait()
         log.info("stopping: in-flight requests have up to %g s to finish", settings.shutdown_timeout)
     finally:
