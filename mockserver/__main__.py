@@ -26,11 +26,6 @@ from mockserver.settings import Settings, settings_from_args
 log = logging.getLogger("mockserver")
 
 STARTUP_ERROR = 2
-DRAIN_POLL = 0.05
-"""Seconds between checks for requests still in flight while stopping."""
-CUT_WAIT = 0.1
-"""Seconds aiohttp waits, twice, for a request cancelled at the end of the grace period (it never needs 0:
-aiohttp reads a timeout of 0 as none at all)."""
 
 
 def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
@@ -78,9 +73,13 @@ async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, s
         # Both stop the same way, without a KeyboardInterrupt traceback; a repeated signal changes nothing.
         with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
             loop.add_signal_handler(signum, stop.set)
+    # aiohttp waits twice for a request still being handled at shutdown, each time for shutdown_timeout:
+    # first untouched, then with its request body cancelled, before it cancels the handler. Half the grace
+    # period each keeps the whole wait within it, and a stream (which reads no body) runs for all of it.
     # No access log: the request journal (GET /_mock/requests) is the mock's record of what it served.
-    # The grace period is ``drain``'s; aiohttp's own shutdown wait then only cancels what outlived it.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CUT_WAIT)
+    # (aiohttp reads a timeout of 0 as none at all: --shutdown-timeout 0 waits a millisecond instead.)
+    wait = max(settings.shutdown_timeout / 2, 0.001)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=wait)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -97,26 +96,9 @@ async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, s
         print(banner(settings, mock_keys), flush=True)
         await stop.wait()
         log.info("stopping: in-flight requests have up to %g s to finish", settings.shutdown_timeout)
-        await drain(runner, settings.shutdown_timeout)
     finally:
         await runner.cleanup()
     return 0
-
-
-async def drain(runner: web.AppRunner, grace: float) -> None:
-    """Stop accepting, close idle connections, and wait up to ``grace`` s for in-flight requests."""
-    for site in list(runner.sites):
-        await site.stop()
-    server = runner.server
-    if server is None:
-        return
-    # Idle keep-alive connections close now; a busy one closes once its request is answered.
-    server.pre_shutdown()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(grace):
-            # Polled: aiohttp has no event for "no request in flight"; this runs once, at shutdown.
-            while server.connections:  # noqa: ASYNC110
-                await asyncio.sleep(DRAIN_POLL)
 
 
 def _reason(error: OSError) -> str:

@@ -8,6 +8,7 @@ tracebacks of real server errors included.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterable
@@ -93,17 +94,40 @@ class RedactingFormatter(logging.Formatter):
 
 
 class MalformedRequestFilter(logging.Filter):
-    """Turns aiohttp's "Error handling request" traceback for an unparsable request into one warning."""
+    """Turns aiohttp's tracebacks for what is not a server error into one line.
+
+    Those are a request its parser refused ("Error handling request", a warning), and its own race at
+    shutdown: a request that ends just as the shutdown's wait for it times out makes aiohttp set the result
+    of the cancelled wait ("Unhandled exception", ``InvalidStateError`` in ``_handle_request``), after the
+    response was sent.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record in place when it is about a malformed request; always keep it."""
+        """Rewrite the record in place when it is one of those; always keep it."""
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError) and record.name.startswith("aiohttp."):
+        if error is None or not record.name.startswith("aiohttp."):
+            return True
+        if isinstance(error, HttpProcessingError):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "an unknown client"
-            record.msg, record.args = "malformed request from %s: %s %s", (remote, error.code, reason(error))
-            record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            _one_line(
+                record, logging.WARNING, "malformed request from %s: %s %s", remote, error.code, reason(error)
+            )
+        elif isinstance(error, asyncio.InvalidStateError) and _raised_in(error, "_handle_request"):
+            _one_line(record, logging.INFO, "a request ended as the shutdown stopped waiting for it")
         return True
+
+
+def _one_line(record: logging.LogRecord, level: int, msg: str, *args: object) -> None:
+    record.msg, record.args = msg, args
+    record.exc_info = record.exc_text = None
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+
+
+def _raised_in(error: BaseException, function: str) -> bool:
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == function
 
 
 def reason(error: HttpProcessingError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -17,7 +18,7 @@ import pytest
 import requests
 from test_cli import START_TIMEOUT, clean_env, serving
 
-from mockserver.logs import RedactingFormatter, Redactor
+from mockserver.logs import MalformedRequestFilter, RedactingFormatter, Redactor
 
 SIGNATURE = "c2lnbmF0dXJlLXNlY3JldC0wMTIzNDU2Nzg5"
 """A signed URL's ``signature=`` value sent in malformed requests; it must never reach the log."""
@@ -261,3 +262,33 @@ def test_a_port_in_use_is_one_line_and_exit_code_2() -> None:
     assert result.stderr == f"mockserver: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     # No banner: it would announce a server that is not there.
     assert result.stdout == ""
+
+
+def test_aiohttp_shutdown_race_is_one_line() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(RedactingFormatter(Redactor()))
+    handler.addFilter(MalformedRequestFilter())
+    logger = logging.getLogger("aiohttp.server")
+    logger.addHandler(handler)
+    previous, logger.propagate = logger.propagate, False
+
+    def _handle_request() -> None:  # the aiohttp function whose late set_result() raises
+        raise asyncio.InvalidStateError("invalid state")
+
+    try:
+        try:
+            _handle_request()
+        except asyncio.InvalidStateError as exc:
+            logger.error("Unhandled exception", exc_info=exc)
+        try:
+            raise asyncio.InvalidStateError("invalid state")
+        except asyncio.InvalidStateError as exc:  # the same error from anywhere else is a real bug
+            logger.error("Unhandled exception", exc_info=exc)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = previous
+    first, *rest = out.getvalue().splitlines()
+    assert first.endswith("INFO aiohttp.server: a request ended as the shutdown stopped waiting for it")
+    assert rest[0].endswith("ERROR aiohttp.server: Unhandled exception")
+    assert rest[1] == "Traceback (most recent call last):"
