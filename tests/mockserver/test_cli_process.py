@@ -211,6 +211,18 @@ def test_a_signal_lets_streams_finish_within_the_shutdown_timeout(signum: int) -
     assert "Traceback" not in stderr
 
 
+def test_idle_keep_alive_connections_do_not_delay_the_stop() -> None:
+    with serving("--provider", "spaceai") as (providers, process), requests.Session() as session:
+        base, key = providers["spaceai"]
+        # The session keeps its connection open (idle, keep-alive) after the answer.
+        models = session.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert models.status_code == 200
+        code, stderr, took = finish(process, signal.SIGTERM)
+    assert code == 0, stderr
+    # Far below the default 10 s grace period: only requests in flight are waited for.
+    assert took < EXIT_MARGIN, (took, stderr)
+
+
 def advance_clock(base: str, seconds: float) -> None:
     """Advance the mock's clock; the answer may never come when the server stops meanwhile."""
     with contextlib.suppress(requests.RequestException):
