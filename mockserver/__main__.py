@@ -1,9 +1,17 @@
-"""``python -m mockserver``: serve the five mocks on one port."""
+"""``python -m mockserver``: serve the five mocks on one port.
+
+Exit codes: 0 after a normal stop (SIGTERM or Ctrl-C), 2 when it cannot start (bad arguments, fixtures or
+specs, a port it cannot listen on).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -11,8 +19,13 @@ from aiohttp import web
 
 from mockserver.app import create_app
 from mockserver.errors import MockError
-from mockserver.mock import build_mock
+from mockserver.logs import Redactor, configure_logging
+from mockserver.mock import Mock, build_mock
 from mockserver.settings import Settings, settings_from_args
+
+log = logging.getLogger("mockserver")
+
+STARTUP_ERROR = 2
 
 
 def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
@@ -25,25 +38,72 @@ def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def api_keys(mock: Mock) -> list[str]:
+    """Every API key the mock was seeded with (their styles are redacted from the logs)."""
+    return [key for pid in mock.providers for key in mock.services.store[pid].keys]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line, print the banner and serve until interrupted."""
+    """Parse the command line, print the banner and serve until SIGTERM or Ctrl-C."""
     settings = settings_from_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(Redactor())
     try:
         mock = build_mock(settings)
+        configure_logging(Redactor(api_keys(mock)))
+        keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
+        app = create_app(settings, mock)
+        # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen,
+        # the garbage collector stops walking it on every collection (2-3% of a request's instructions).
+        gc.collect()
+        gc.freeze()
+        return asyncio.run(serve(app, settings, keys))
     except MockError as exc:
         print(f"mockserver: {exc}", file=sys.stderr)
-        return 2
-    keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
-    print(banner(settings, keys), flush=True)
-    app = create_app(settings, mock)
-    # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen, the
-    # garbage collector stops walking it on every collection (2-3% of a request's instructions, measured).
-    gc.collect()
-    gc.freeze()
+        return STARTUP_ERROR
+    except KeyboardInterrupt:
+        # Ctrl-C while loading, or where the event loop cannot take signals over: a stop, not a crash.
+        return 0
+
+
+async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, str]) -> int:
+    """Serve ``app`` until SIGTERM or SIGINT, printing the banner once listening; returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Both stop the same way, without a KeyboardInterrupt traceback; a repeated signal changes nothing.
+        with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
+            loop.add_signal_handler(signum, stop.set)
+    # aiohttp waits twice for a request still being handled at shutdown, each time for shutdown_timeout:
+    # first untouched, then with its request body cancelled, before it cancels the handler. Half the grace
+    # period each keeps the whole wait within it, and a stream (which reads no body) runs for all of it.
     # No access log: the request journal (GET /_mock/requests) is the mock's record of what it served.
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    # (aiohttp reads a timeout of 0 as none at all: --shutdown-timeout 0 waits a millisecond instead.)
+    wait = max(settings.shutdown_timeout / 2, 0.001)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=wait)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            print(
+                f"mockserver: cannot listen on {settings.host}:{settings.port}: {_reason(exc)}",
+                file=sys.stderr,
+            )
+            return STARTUP_ERROR
+        if settings.port == 0:  # the port the system chose, as clients must use it
+            settings = settings.with_changes(port=int(runner.addresses[0][1]))
+        print(banner(settings, mock_keys), flush=True)
+        await stop.wait()
+        log.info("stopping: in-flight requests have up to %g s to finish", settings.shutdown_timeout)
+    finally:
+        await runner.cleanup()
     return 0
+
+
+def _reason(error: OSError) -> str:
+    # asyncio's bind error repeats the address around the system's words ("address already in use").
+    return os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
 
 
 if __name__ == "__main__":

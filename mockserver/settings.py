@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,8 @@ class Settings:
     """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
     webhook_hosts: tuple[str, ...] | None = None
     """Only deliver webhooks to these host names (``None``: any host)."""
+    shutdown_timeout: float = 10.0
+    """Seconds in-flight requests (streams above all) may take to finish after SIGTERM or Ctrl-C."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
 
     def served_providers(self) -> tuple[str, ...]:
@@ -52,6 +55,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
     return value
 
 
@@ -106,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="only deliver webhooks to this host (repeatable; default: any host)",
     )
     parser.add_argument(
+        "--shutdown-timeout",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        # A string default goes through ``type`` too: a bad variable is a usage error, not a traceback.
+        default=env.get("MOCKSERVER_SHUTDOWN_TIMEOUT") or "10",
+        help="on SIGTERM or Ctrl-C, let in-flight requests finish for at most this long (default: 10)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -129,4 +147,5 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         job_speed=args.job_speed,
         response_validation=args.response_validation,
         webhook_hosts=tuple(args.webhook_hosts) if args.webhook_hosts else None,
+        shutdown_timeout=args.shutdown_timeout,
     )

@@ -192,6 +192,8 @@ class WebhookDispatcher:
 
     async def stop(self) -> None:
         """Cancel every delivery task and close the session (pending deliveries stay pending)."""
+        if dropped := sum(d.status == "pending" for d in self._deliveries.values()):
+            log.warning("dropped %d pending webhook deliver%s", dropped, "y" if dropped == 1 else "ies")
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
