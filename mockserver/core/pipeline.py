@@ -44,7 +44,7 @@ from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
 from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
-from mockserver.errors import ApiError, ErrorKind, SpecError
+from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError
 
 log = logging.getLogger("mockserver")
 
@@ -53,6 +53,8 @@ MAX_BODY_BYTES = 110 * 1024 * 1024
 """Largest request body read (uploads up to the specs' 100 MiB, plus slack)."""
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = f"{JSON_MEDIA_TYPE}; charset=utf-8"
+CLIENT_CLOSED_REQUEST = 499
+"""The journal's status for a request whose client left before sending all of it (nginx's code)."""
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
@@ -143,6 +145,9 @@ class ProviderService:
             # A chunked body has no Content-Length to refuse up front: aiohttp stops reading it at the app's
             # client_max_size. The provider's 413 then, not the framework's exception (a 500).
             raise _body_too_large() from exc
+        except ConnectionError as exc:
+            # The client closed the connection half-way through its body: there is nobody to answer.
+            raise ClientGone() from exc
         valid = validate_request(
             op,
             request.match_info if path_params is None else path_params,
@@ -227,6 +232,8 @@ class ProviderService:
                 reply = await self._behave(request, plan, path_params, key, state, fault)
             except ApiError as exc:
                 error = exc
+            except ClientGone:
+                return self._gone(request, plan, started)
             except Exception:
                 log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
@@ -246,6 +253,19 @@ class ProviderService:
             (time.perf_counter() - started) * 1000,
         )
         return response
+
+    def _gone(self, request: web.Request, plan: _Plan, started: float) -> web.Response:
+        """Journal a request whose client left mid-body; the response is never sent (nor checked)."""
+        self.journal.record(
+            self.services.clock.now(),
+            self.id,
+            request.method,
+            request.path,
+            plan.operation.operation_id,
+            CLIENT_CLOSED_REQUEST,
+            (time.perf_counter() - started) * 1000,
+        )
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
 
     async def _stream(
         self,
