@@ -50,7 +50,8 @@ log = logging.getLogger("mockserver")
 
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 110 * 1024 * 1024
-"""Largest request body read (uploads up to the specs' 100 MiB, plus slack)."""
+"""Largest request body read (uploads up to the specs' 100 MiB, plus slack); JSON bodies have a smaller
+limit (``Settings.max_json_body``)."""
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = f"{JSON_MEDIA_TYPE}; charset=utf-8"
 CLIENT_CLOSED_REQUEST = 499
@@ -91,9 +92,9 @@ class ProviderService:
         missing = [op.operation_id for op in loaded.spec.operations if op.operation_id not in self.handlers]
         if missing:
             raise SpecError(f"{self.id}: no behaviour for operations {missing}")
-        self._plans = {op.operation_id: _Plan.of(op) for op in loaded.spec.operations}
         # Settings are frozen: what every request asks of them is read once here.
         settings = services.settings
+        self._plans = {op.operation_id: _Plan.of(op, settings.max_json_body) for op in loaded.spec.operations}
         self._cors = settings.cors
         self._check_mode = settings.response_validation
         self._rate_override = settings.rate_limit
@@ -137,7 +138,7 @@ class ProviderService:
         """validate (read the body, check it and the parameters) -> inject a fault -> the handler."""
         op = plan.operation
         length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
+        if length is not None and length > plan.max_body:
             raise _body_too_large()
         try:
             raw = await request.read()  # b"" without a body
@@ -148,6 +149,8 @@ class ProviderService:
         except ConnectionError as exc:
             # The client closed the connection half-way through its body: there is nobody to answer.
             raise ClientGone() from exc
+        if len(raw) > plan.max_body:  # a chunked body declares no length to refuse it by
+            raise _body_too_large()
         valid = validate_request(
             op,
             request.match_info if path_params is None else path_params,
@@ -347,6 +350,8 @@ class _Plan:
 
     operation: Operation
     reads_query: bool
+    max_body: int
+    """The largest body accepted: the upload limit where the body is raw bytes, else the JSON limit."""
     _declared: dict[int, ResponseSpec | None] = field(default_factory=dict)
 
     def declared(self, status: int) -> ResponseSpec | None:
@@ -358,5 +363,8 @@ class _Plan:
             return found
 
     @classmethod
-    def of(cls, operation: Operation) -> _Plan:
-        return cls(operation, any(p.location == "query" for p in operation.parameters))
+    def of(cls, operation: Operation, max_json_body: int) -> _Plan:
+        body = operation.body
+        raw = body is not None and any(validator is None for validator in body.media_types.values())
+        reads_query = any(p.location == "query" for p in operation.parameters)
+        return cls(operation, reads_query, MAX_BODY_BYTES if raw else min(max_json_body, MAX_BODY_BYTES))
