@@ -54,6 +54,7 @@ MAX_BODY_BYTES = 110 * 1024 * 1024
 limit (``Settings.max_json_body``)."""
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = f"{JSON_MEDIA_TYPE}; charset=utf-8"
+REQUEST_TIMEOUT = 408
 CLIENT_CLOSED_REQUEST = 499
 """The journal's status for a request whose client left before sending all of it (nginx's code)."""
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
@@ -98,6 +99,7 @@ class ProviderService:
         self._cors = settings.cors
         self._check_mode = settings.response_validation
         self._rate_override = settings.rate_limit
+        self._read_timeout = settings.read_timeout
 
     def routes(self) -> Iterator[tuple[str, str, RequestHandler]]:
         """``(method, path template, handler)`` per operation, for the web framework's router.
@@ -141,7 +143,10 @@ class ProviderService:
         if length is not None and length > plan.max_body:
             raise _body_too_large()
         try:
-            raw = await request.read()  # b"" without a body
+            if request.content.is_eof():
+                raw = await request.read()  # the whole body came with the headers (or there is none)
+            else:
+                raw = await _read_arriving_body(request, plan.max_body, self._read_timeout)
         except web.HTTPRequestEntityTooLarge as exc:
             # A chunked body has no Content-Length to refuse up front: aiohttp stops reading it at the app's
             # client_max_size. The provider's 413 then, not the framework's exception (a 500).
@@ -177,6 +182,8 @@ class ProviderService:
             body=dump_bytes(envelope),
             headers={CONTENT_TYPE: JSON_CONTENT_TYPE, **error.headers, **extra},
         )
+        if error.status == REQUEST_TIMEOUT:
+            response.force_close()  # the rest of a stalled body would otherwise be read as the next request
         return response, envelope
 
     def _check_response(self, plan: _Plan, status: int, body: Any, headers: Mapping[str, str]) -> str | None:
@@ -338,6 +345,30 @@ def _media_type(request: web.Request) -> str:
     if request.headers.get(CONTENT_TYPE) == JSON_MEDIA_TYPE:
         return JSON_MEDIA_TYPE  # what most clients send: no header parsing
     return request.content_type
+
+
+async def _read_arriving_body(request: web.Request, limit: int, stall_seconds: float) -> bytes:
+    """A body still on its way, read as it arrives: 413 past ``limit``, 408 after ``stall_seconds``
+    without a byte (a client that stalls must not hold the request open forever)."""
+    content = request.content
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            async with asyncio.timeout(stall_seconds):
+                chunk = await content.readany()
+        except TimeoutError as exc:
+            message = f"The request body stopped arriving for more than {stall_seconds:g} s."
+            # The framework would otherwise wait (up to 10 s) for the rest of the body before it closes the
+            # connection; a TimeoutError is what ends that wait at once.
+            content.set_exception(TimeoutError(message))
+            raise ApiError(REQUEST_TIMEOUT, ErrorKind.REQUEST_TIMEOUT, message) from exc
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _body_too_large()
+        chunks.append(chunk)
 
 
 def _body_too_large() -> ApiError:
