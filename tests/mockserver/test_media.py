@@ -14,6 +14,7 @@ from aiohttp import web
 from PIL import Image
 
 from mockserver.app import create_app
+from mockserver.core.clock import Clock
 from mockserver.core.media import (
     JPEG,
     MP4,
@@ -24,6 +25,7 @@ from mockserver.core.media import (
     render_video,
     video_poster,
 )
+from mockserver.core.retention import Retention
 from mockserver.mock import MOCK, Mock
 from mockserver.settings import Settings
 
@@ -112,7 +114,7 @@ def test_renders_are_fast(render: Callable[[], bytes]) -> None:
 
 
 def test_store_gives_unique_ids_and_forgets_on_reset() -> None:
-    store = FileStore()
+    store = FileStore(Retention(Clock(), ttl=3600, cap=100))
     first = store.put(b"one", PNG, "a.png")
     second = store.put(b"one", PNG, "a.png")
     assert first.id != second.id
