@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -75,6 +75,8 @@ def _warm_up() -> None:
 
 
 MOCK = web.AppKey("mock", Mock)
+FILES_PER_RESOURCE = 2
+"""Generated files kept per resource the cap allows (an output and its thumbnail)."""
 
 
 def build_mock(settings: Settings) -> Mock:
@@ -98,7 +100,8 @@ def build_mock(settings: Settings) -> Mock:
         text=text,
         ids=IdFactory(text),
         jobs=JobEngine(clock, Timing().scaled(settings.job_speed), retention),
-        files=FileStore(retention),
+        # Files are one store for every provider, and a generation may have two (output and thumbnail).
+        files=FileStore(replace(retention, cap=FILES_PER_RESOURCE * retention.cap * len(provider_ids))),
         webhooks=WebhookDispatcher(
             clock, settings.seed, on_violation=webhook_violation, allowed_hosts=settings.webhook_hosts
         ),
