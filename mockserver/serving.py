@@ -15,6 +15,7 @@ no request head, and a request sent in one piece never arms it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -122,3 +123,34 @@ class MockRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         return MockHttpServer(server, self.app[MOCK].settings.read_timeout)
+
+
+def run_app(app: web.Application, *, host: str, port: int, **runner_args: Any) -> None:
+    """``web.run_app(app, host=, port=, ...)`` on a ``MockRunner``: serve until SIGINT or SIGTERM.
+
+    ``web.run_app`` always builds aiohttp's own runner, whose connections have no header timeout.
+    ``runner_args`` go to the runner (``access_log``, ``shutdown_timeout``...).
+    """
+
+    async def serve() -> None:
+        runner = MockRunner(app, handle_signals=True, **runner_args)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            await asyncio.Event().wait()  # until a signal ends the loop (GracefulExit)
+        finally:
+            await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(serve())
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():  # a signal: shut down cleanly (the runner's cleanup runs in serve)
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

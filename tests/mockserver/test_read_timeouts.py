@@ -7,9 +7,13 @@ hold on a loaded machine; they assert what the server sent and that it closed, n
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,12 @@ WAIT = 15.0
 def timed_mock(start_mock: Callable[..., Any]) -> Any:
     """A SpaceAI server whose read timeout is 1 s (and keep-alive timeout the default, 75 s)."""
     return start_mock(providers=("spaceai",), read_timeout=1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def connect(mock: Any) -> socket.socket:
@@ -133,3 +143,42 @@ def test_the_cli_flags_reach_the_server(mock_cli: Callable[..., Any]) -> None:
             answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b'"code":408' in answer
+
+
+SERVE = """
+import sys
+from mockserver.app import create_app
+from mockserver.serving import run_app
+from mockserver.settings import Settings
+settings = Settings(port=int(sys.argv[1]), providers=("spaceai",), read_timeout=1.0)
+run_app(create_app(settings), host="127.0.0.1", port=settings.port, access_log=None)
+"""
+
+
+def test_serving_run_app_times_out_slow_headers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    # What the CLI serves with: the same connections as the test servers, and a clean stop on SIGTERM.
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+                break
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)  # real time: the process is still binding its port
+        with sock:
+            sock.sendall(b"GET /spaceai/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(WAIT)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
