@@ -21,6 +21,7 @@ from mockserver.app import create_app
 from mockserver.errors import MockError
 from mockserver.logs import Redactor, configure_logging
 from mockserver.mock import Mock, build_mock
+from mockserver.serving import MockRunner
 from mockserver.settings import Settings, settings_from_args
 
 log = logging.getLogger("mockserver")
@@ -79,7 +80,8 @@ async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, s
     # No access log: the request journal (GET /_mock/requests) is the mock's record of what it served.
     # (aiohttp reads a timeout of 0 as none at all: --shutdown-timeout 0 waits a millisecond instead.)
     wait = max(settings.shutdown_timeout / 2, 0.001)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=wait)
+    # MockRunner: its connections time out request headers that do not complete (--read-timeout).
+    runner = MockRunner(app, access_log=None, shutdown_timeout=wait)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

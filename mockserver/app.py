@@ -31,7 +31,11 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
     mock = mock or build_mock(settings)
     # handler_args travel with the app, so every runner serving it (the CLI, test servers, the conformance
     # suite's embedded mock) gets the same parser limits.
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args=dict(SERVER_HANDLER_ARGS))
+    # The keep-alive timer also ends a connection that never completes a request head (aiohttp arms it at
+    # connect): with ``web.run_app`` too, a slow client is cut after this long; ``serving.MockRunner`` cuts
+    # slow heads sooner, with a 408.
+    handler_args = {**SERVER_HANDLER_ARGS, "keepalive_timeout": settings.keepalive_timeout}
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args=handler_args)
     app[MOCK] = mock
     control = build_control_app(mock)
     # Provider responses carry CORS headers from the request pipeline; a signal on the root app would run

@@ -5,6 +5,7 @@ Internal exceptions share one root::
     MockError            root of every exception the mock raises on purpose
     ├── SpecError        a spec cannot be loaded or compiled (raised at start, never per request)
     ├── FixtureError     the seed fixtures are missing or malformed (raised at start or on reset)
+    ├── ClientGone       the client closed the connection before its request was read (not an error)
     └── ApiError         an HTTP-facing error; pure data (status, kind, message, code, details), rendered
                          into the provider's own envelope at one boundary (``core.pipeline``)
 
@@ -32,6 +33,10 @@ class FixtureError(MockError):
     """The seed fixtures are missing or malformed."""
 
 
+class ClientGone(MockError):
+    """The client closed the connection before its request body arrived; nobody is left to answer."""
+
+
 class ErrorKind(enum.Enum):
     """Provider-neutral kinds of HTTP-facing errors."""
 
@@ -44,6 +49,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
     UPSTREAM = "upstream"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -16,6 +16,7 @@ from mockserver.core.journal import Journal
 from mockserver.core.media import FileStore
 from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
+from mockserver.core.retention import Retention
 from mockserver.core.spec import load_spec
 from mockserver.core.store import Store, read_seed_files
 from mockserver.core.textgen import TextGenerator, sentences
@@ -74,6 +75,8 @@ def _warm_up() -> None:
 
 
 MOCK = web.AppKey("mock", Mock)
+FILES_PER_RESOURCE = 2
+"""Generated files kept per resource the cap allows (an output and its thumbnail)."""
 
 
 def build_mock(settings: Settings) -> Mock:
@@ -81,6 +84,7 @@ def build_mock(settings: Settings) -> Mock:
     provider_ids = settings.served_providers()
     seeds = read_seed_files(settings.fixtures or fixtures_dir(), provider_ids, fallback=fixtures_dir())
     clock = Clock()
+    retention = Retention(clock, settings.resource_ttl, settings.max_resources)
     text = TextGenerator(settings.seed)
     limiter, journal, faults = RateLimiter(clock), Journal(), Faults()
 
@@ -92,11 +96,12 @@ def build_mock(settings: Settings) -> Mock:
     services = Services(
         settings=settings,
         clock=clock,
-        store=Store(seeds),
+        store=Store(seeds, retention),
         text=text,
         ids=IdFactory(text),
-        jobs=JobEngine(clock, Timing().scaled(settings.job_speed)),
-        files=FileStore(),
+        jobs=JobEngine(clock, Timing().scaled(settings.job_speed), retention),
+        # Files are one store for every provider, and a generation may have two (output and thumbnail).
+        files=FileStore(replace(retention, cap=FILES_PER_RESOURCE * retention.cap * len(provider_ids))),
         webhooks=WebhookDispatcher(
             clock, settings.seed, on_violation=webhook_violation, allowed_hosts=settings.webhook_hosts
         ),

@@ -13,6 +13,11 @@ from typing import Literal
 from mockserver.resources import PROVIDER_IDS
 
 ResponseValidation = Literal["off", "warn", "strict"]
+MAX_JSON_BODY = 8 * 1024 * 1024
+READ_TIMEOUT = 30.0
+KEEPALIVE_TIMEOUT = 75.0
+RESOURCE_TTL = 24 * 3600.0
+MAX_RESOURCES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,16 @@ class Settings:
     shutdown_timeout: float = 10.0
     """Seconds in-flight requests (streams above all) may take to finish after SIGTERM or Ctrl-C."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
+    max_json_body: int = MAX_JSON_BODY
+    """Largest JSON request body, in bytes (a larger one is the provider's 413); uploads have their own."""
+    read_timeout: float = READ_TIMEOUT
+    """Seconds a request's headers may take, and its body may go without progress, before a 408."""
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    """Seconds an idle keep-alive connection stays open."""
+    resource_ttl: float = RESOURCE_TTL
+    """Mock-clock seconds a resource requests created (job, generation, upload, file) is kept."""
+    max_resources: int = MAX_RESOURCES
+    """Most resources of one kind kept per provider; past it the oldest are dropped first."""
 
     def served_providers(self) -> tuple[str, ...]:
         """The provider ids this server answers for."""
@@ -124,6 +139,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM or Ctrl-C, let in-flight requests finish for at most this long (default: 10)",
     )
     parser.add_argument(
+        "--max-json-body",
+        type=_positive_int,
+        metavar="BYTES",
+        default=env.get("MOCKSERVER_MAX_JSON_BODY", str(MAX_JSON_BODY)),
+        help="largest JSON request body; larger is the provider's 413 (default: 8 MiB; uploads: 110 MiB)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=env.get("MOCKSERVER_READ_TIMEOUT", str(READ_TIMEOUT)),
+        help="408 and close when request headers take longer, or a body stalls longer (default: 30)",
+    )
+    parser.add_argument(
+        "--keepalive-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=env.get("MOCKSERVER_KEEPALIVE_TIMEOUT", str(KEEPALIVE_TIMEOUT)),
+        help="close keep-alive connections idle this long (default: 75)",
+    )
+    parser.add_argument(
+        "--resource-ttl",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=env.get("MOCKSERVER_RESOURCE_TTL", str(RESOURCE_TTL)),
+        help="forget jobs, generations, uploads and files this old on the mock clock (default: 86400)",
+    )
+    parser.add_argument(
+        "--max-resources",
+        type=_positive_int,
+        metavar="N",
+        default=env.get("MOCKSERVER_MAX_RESOURCES", str(MAX_RESOURCES)),
+        help="keep at most N resources of each kind per provider, dropping the oldest (default: 10000)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -148,4 +198,9 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         response_validation=args.response_validation,
         webhook_hosts=tuple(args.webhook_hosts) if args.webhook_hosts else None,
         shutdown_timeout=args.shutdown_timeout,
+        max_json_body=args.max_json_body,
+        read_timeout=args.read_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        resource_ttl=args.resource_ttl,
+        max_resources=args.max_resources,
     )

@@ -15,6 +15,7 @@ _KIND_BY_STATUS = {
     403: ErrorKind.FORBIDDEN,
     404: ErrorKind.NOT_FOUND,
     405: ErrorKind.METHOD_NOT_ALLOWED,
+    408: ErrorKind.REQUEST_TIMEOUT,
     413: ErrorKind.PAYLOAD_TOO_LARGE,
     429: ErrorKind.RATE_LIMITED,
     502: ErrorKind.UPSTREAM,

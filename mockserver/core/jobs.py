@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mockserver.core.clock import Clock
+from mockserver.core.retention import ResourceTable, Retention
 
 log = logging.getLogger("mockserver.jobs")
 
@@ -125,10 +128,19 @@ class Job:
 class JobEngine:
     """Holds every job, runs finish callbacks once, and sleeps on the clock between deadlines."""
 
-    def __init__(self, clock: Clock, timing: Timing) -> None:
+    def __init__(self, clock: Clock, timing: Timing, retention: Retention) -> None:
         self._clock = clock
         self.timing = timing
-        self._jobs: dict[tuple[str, str], Job] = {}
+        self._retention = retention
+        # One bounded table per provider: past the TTL or the cap a job is unknown to lookups.
+        self._jobs: dict[str, ResourceTable[str, Job]] = {}
+        # Unfinished jobs by the time they end (a heap): the loop and ``settle`` take the due ones off the
+        # top instead of scanning every job, and a job dropped from its table still finishes (its holds
+        # are settled or released).
+        self._due: list[tuple[float, int, Job]] = []
+        self._submitted = itertools.count()
+        self._finishing: set[asyncio.Future[None]] = set()
+        """Finish callbacks still running, whoever started them."""
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -155,13 +167,18 @@ class JobEngine:
             data=data or {},
             on_finish=[on_finish] if on_finish else [],
         )
-        self._jobs[(provider, job_id)] = job
+        table = self._jobs.get(provider)
+        if table is None:
+            table = self._jobs[provider] = ResourceTable(self._retention)
+        table[job_id] = job
+        heapq.heappush(self._due, (job.done_at, next(self._submitted), job))
         self._wakeup.set()
         return job
 
     def get(self, provider: str, job_id: str) -> Job | None:
-        """A job by id, or None."""
-        return self._jobs.get((provider, job_id))
+        """A job by id, or None (also once it is past its retention)."""
+        table = self._jobs.get(provider)
+        return table.get(job_id) if table is not None else None
 
     def view(self, job: Job) -> JobView:
         """A job's state now."""
@@ -169,12 +186,20 @@ class JobEngine:
 
     async def finish(self, job: Job) -> None:
         """Run a finished job's callbacks once; every caller returns only after they have run."""
+        finishing = self._start_finishing(job)
+        if finishing is not None:
+            # Shielded: a caller that is cancelled (a client gone) must not cancel the callbacks for others.
+            await asyncio.shield(finishing)
+
+    def _start_finishing(self, job: Job) -> asyncio.Future[None] | None:
+        """The run of a due job's callbacks (started on first call), or None before the job is due."""
         if self._clock.now() < job.done_at:
-            return
+            return None
         if job.finishing is None:
             job.finishing = asyncio.ensure_future(self._run_callbacks(job))
-        # Shielded: a caller that is cancelled (a client gone) must not cancel the callbacks for others.
-        await asyncio.shield(job.finishing)
+            self._finishing.add(job.finishing)
+            job.finishing.add_done_callback(self._finishing.discard)
+        return job.finishing
 
     async def _run_callbacks(self, job: Job) -> None:
         for callback in job.on_finish:
@@ -187,9 +212,13 @@ class JobEngine:
         job.finished = True
 
     async def settle(self) -> None:
-        """Finish every job that is due by the clock."""
-        for job in list(self._jobs.values()):
-            await self.finish(job)
+        """Finish every job that is due by the clock; returns once their callbacks (and those others
+        started) have run. The callbacks run as tasks, so the event loop serves requests meanwhile."""
+        now, due = self._clock.now(), self._due
+        while due and due[0][0] <= now:
+            self._start_finishing(heapq.heappop(due)[2])
+        if self._finishing:
+            await asyncio.shield(asyncio.gather(*self._finishing))
 
     async def wait(self, job: Job) -> None:
         """Wait (on the mock's clock) until a job is terminal and finished."""
@@ -199,14 +228,14 @@ class JobEngine:
     def reset(self) -> None:
         """Forget every job (callbacks of unfinished jobs never run)."""
         self._jobs.clear()
+        self._due.clear()
 
     async def _loop(self) -> None:
         while True:
             await self.settle()
-            pending = [j.done_at for j in self._jobs.values() if not j.finished]
             self._wakeup.clear()
-            if pending:
-                sleeper = asyncio.ensure_future(self._clock.sleep_until(min(pending)))
+            if self._due:
+                sleeper = asyncio.ensure_future(self._clock.sleep_until(self._due[0][0]))
                 waker = asyncio.ensure_future(self._wakeup.wait())
                 try:
                     await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,7 +1,9 @@
 """Generated outputs as real files: a store served under ``/_mock/files`` and deterministic renderers.
 
 Renders depend only on (seed, prompt), so the same request under the same seed gives the same bytes,
-and a different prompt or seed gives visibly different ones. Each render takes a few milliseconds.
+and a different prompt or seed gives visibly different ones. Each render takes a few milliseconds, which
+thousands of jobs finishing at one clock advance would add up to seconds of a blocked event loop: a file
+can therefore be stored as its render (``put_render``) and drawn on its first download.
 """
 
 from __future__ import annotations
@@ -10,41 +12,64 @@ import hashlib
 import io
 import itertools
 import textwrap
-from dataclasses import dataclass
+from collections.abc import Callable
 from fractions import Fraction
 from urllib.parse import quote
 
 from PIL import Image, ImageDraw, ImageFont
+
+from mockserver.core.retention import ResourceTable, Retention
 
 PNG = "image/png"
 JPEG = "image/jpeg"
 MP4 = "video/mp4"
 
 
-@dataclass(frozen=True)
-class StoredFile:
-    """One file the mock serves."""
+Render = Callable[[], bytes]
 
-    id: str
-    filename: str
-    content_type: str
-    data: bytes
+
+class StoredFile:
+    """One file the mock serves: its bytes, or the render that makes them when first read."""
+
+    __slots__ = ("_data", "_render", "content_type", "filename", "id")
+
+    def __init__(self, file_id: str, filename: str, content_type: str, data: bytes | Render) -> None:
+        self.id = file_id
+        self.filename = filename
+        self.content_type = content_type
+        self._data = data if isinstance(data, bytes) else None
+        self._render = None if isinstance(data, bytes) else data
+
+    @property
+    def data(self) -> bytes:
+        """The file's bytes (rendered on first use, then kept)."""
+        if self._data is None:
+            assert self._render is not None
+            self._data, self._render = self._render(), None
+        return self._data
 
 
 class FileStore:
-    """Generated files by id, in memory; cleared by a state reset."""
+    """Generated files by id, in memory, kept as ``retention`` says; cleared by a state reset."""
 
-    def __init__(self) -> None:
-        self._files: dict[str, StoredFile] = {}
+    def __init__(self, retention: Retention) -> None:
+        self._files: ResourceTable[str, StoredFile] = ResourceTable(retention)
         # A counter that keeps running across resets, so an id handed out before a reset never names
         # a different file after it.
         self._counter = itertools.count()
 
     def put(self, data: bytes, content_type: str, filename: str) -> StoredFile:
         """Store bytes under a fresh unique hex id."""
+        return self._store(data, content_type, filename)
+
+    def put_render(self, render: Render, content_type: str, filename: str) -> StoredFile:
+        """Store a file whose bytes ``render()`` makes on its first download (a fresh unique hex id)."""
+        return self._store(render, content_type, filename)
+
+    def _store(self, data: bytes | Render, content_type: str, filename: str) -> StoredFile:
         number = next(self._counter)
         file_id = hashlib.blake2b(f"{number}:{filename}".encode(), digest_size=12).hexdigest()
-        stored = StoredFile(id=file_id, filename=filename, content_type=content_type, data=data)
+        stored = StoredFile(file_id, filename, content_type, data)
         self._files[file_id] = stored
         return stored
 
@@ -63,7 +88,8 @@ class FileStore:
 
 def _palette(prompt: str, seed: int) -> bytes:
     """32 stable pseudo-random bytes for (seed, prompt): colours and shape positions come from them."""
-    return hashlib.blake2b(f"{seed}\x00{prompt}".encode(), digest_size=32).digest()
+    # surrogatepass: a prompt may carry a lone surrogate (a client's "\ud800" escape), and must still render.
+    return hashlib.blake2b(f"{seed}\x00{prompt}".encode("utf-8", "surrogatepass"), digest_size=32).digest()
 
 
 def _colour(digest: bytes, offset: int) -> tuple[int, int, int]:

@@ -44,15 +44,19 @@ from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
 from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
-from mockserver.errors import ApiError, ErrorKind, SpecError
+from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError
 
 log = logging.getLogger("mockserver")
 
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 110 * 1024 * 1024
-"""Largest request body read (uploads up to the specs' 100 MiB, plus slack)."""
+"""Largest request body read (uploads up to the specs' 100 MiB, plus slack); JSON bodies have a smaller
+limit (``Settings.max_json_body``)."""
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = f"{JSON_MEDIA_TYPE}; charset=utf-8"
+REQUEST_TIMEOUT = 408
+CLIENT_CLOSED_REQUEST = 499
+"""The journal's status for a request whose client left before sending all of it (nginx's code)."""
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
@@ -89,12 +93,13 @@ class ProviderService:
         missing = [op.operation_id for op in loaded.spec.operations if op.operation_id not in self.handlers]
         if missing:
             raise SpecError(f"{self.id}: no behaviour for operations {missing}")
-        self._plans = {op.operation_id: _Plan.of(op) for op in loaded.spec.operations}
         # Settings are frozen: what every request asks of them is read once here.
         settings = services.settings
+        self._plans = {op.operation_id: _Plan.of(op, settings.max_json_body) for op in loaded.spec.operations}
         self._cors = settings.cors
         self._check_mode = settings.response_validation
         self._rate_override = settings.rate_limit
+        self._read_timeout = settings.read_timeout
 
     def routes(self) -> Iterator[tuple[str, str, RequestHandler]]:
         """``(method, path template, handler)`` per operation, for the web framework's router.
@@ -135,14 +140,22 @@ class ProviderService:
         """validate (read the body, check it and the parameters) -> inject a fault -> the handler."""
         op = plan.operation
         length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
+        if length is not None and length > plan.max_body:
             raise _body_too_large()
         try:
-            raw = await request.read()  # b"" without a body
+            if request.content.is_eof():
+                raw = await request.read()  # the whole body came with the headers (or there is none)
+            else:
+                raw = await _read_arriving_body(request, plan.max_body, self._read_timeout)
         except web.HTTPRequestEntityTooLarge as exc:
             # A chunked body has no Content-Length to refuse up front: aiohttp stops reading it at the app's
             # client_max_size. The provider's 413 then, not the framework's exception (a 500).
             raise _body_too_large() from exc
+        except ConnectionError as exc:
+            # The client closed the connection half-way through its body: there is nobody to answer.
+            raise ClientGone() from exc
+        if len(raw) > plan.max_body:  # a chunked body declares no length to refuse it by
+            raise _body_too_large()
         valid = validate_request(
             op,
             request.match_info if path_params is None else path_params,
@@ -169,6 +182,8 @@ class ProviderService:
             body=dump_bytes(envelope),
             headers={CONTENT_TYPE: JSON_CONTENT_TYPE, **error.headers, **extra},
         )
+        if error.status == REQUEST_TIMEOUT:
+            response.force_close()  # the rest of a stalled body would otherwise be read as the next request
         return response, envelope
 
     def _check_response(self, plan: _Plan, status: int, body: Any, headers: Mapping[str, str]) -> str | None:
@@ -227,6 +242,8 @@ class ProviderService:
                 reply = await self._behave(request, plan, path_params, key, state, fault)
             except ApiError as exc:
                 error = exc
+            except ClientGone:
+                return self._gone(request, plan, started)
             except Exception:
                 log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
@@ -246,6 +263,19 @@ class ProviderService:
             (time.perf_counter() - started) * 1000,
         )
         return response
+
+    def _gone(self, request: web.Request, plan: _Plan, started: float) -> web.Response:
+        """Journal a request whose client left mid-body; the response is never sent (nor checked)."""
+        self.journal.record(
+            self.services.clock.now(),
+            self.id,
+            request.method,
+            request.path,
+            plan.operation.operation_id,
+            CLIENT_CLOSED_REQUEST,
+            (time.perf_counter() - started) * 1000,
+        )
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
 
     async def _stream(
         self,
@@ -317,6 +347,30 @@ def _media_type(request: web.Request) -> str:
     return request.content_type
 
 
+async def _read_arriving_body(request: web.Request, limit: int, stall_seconds: float) -> bytes:
+    """A body still on its way, read as it arrives: 413 past ``limit``, 408 after ``stall_seconds``
+    without a byte (a client that stalls must not hold the request open forever)."""
+    content = request.content
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            async with asyncio.timeout(stall_seconds):
+                chunk = await content.readany()
+        except TimeoutError as exc:
+            message = f"The request body stopped arriving for more than {stall_seconds:g} s."
+            # The framework would otherwise wait (up to 10 s) for the rest of the body before it closes the
+            # connection; a TimeoutError is what ends that wait at once.
+            content.set_exception(TimeoutError(message))
+            raise ApiError(REQUEST_TIMEOUT, ErrorKind.REQUEST_TIMEOUT, message) from exc
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _body_too_large()
+        chunks.append(chunk)
+
+
 def _body_too_large() -> ApiError:
     return ApiError(413, ErrorKind.PAYLOAD_TOO_LARGE, "Request body is too large.")
 
@@ -327,6 +381,8 @@ class _Plan:
 
     operation: Operation
     reads_query: bool
+    max_body: int
+    """The largest body accepted: the upload limit where the body is raw bytes, else the JSON limit."""
     _declared: dict[int, ResponseSpec | None] = field(default_factory=dict)
 
     def declared(self, status: int) -> ResponseSpec | None:
@@ -338,5 +394,8 @@ class _Plan:
             return found
 
     @classmethod
-    def of(cls, operation: Operation) -> _Plan:
-        return cls(operation, any(p.location == "query" for p in operation.parameters))
+    def of(cls, operation: Operation, max_json_body: int) -> _Plan:
+        body = operation.body
+        raw = body is not None and any(validator is None for validator in body.media_types.values())
+        reads_query = any(p.location == "query" for p in operation.parameters)
+        return cls(operation, reads_query, MAX_BODY_BYTES if raw else min(max_json_body, MAX_BODY_BYTES))

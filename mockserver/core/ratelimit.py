@@ -51,10 +51,17 @@ class RateLimiter:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._windows: dict[Bucket, tuple[int, int]] = {}
+        self._window = _UNSEEN[0]
+        """The newest window counted: every bucket of an older one counts from zero again."""
 
     def hit(self, bucket: Bucket, limit: int) -> RateState:
         """Count one request and report the window's state; requests over the limit are not counted."""
         window = int(self._clock.now() // WINDOW_SECONDS) * WINDOW_SECONDS
+        if window != self._window:
+            # A new minute: the old windows count nothing any more. Dropping them keeps the table to the
+            # keys and addresses of one minute, however many clients came and went.
+            self._windows.clear()
+            self._window = window
         start, used = self._windows.get(bucket, _UNSEEN)
         if start != window:
             used = 0
@@ -67,3 +74,4 @@ class RateLimiter:
     def reset(self) -> None:
         """Forget every window."""
         self._windows.clear()
+        self._window = _UNSEEN[0]

@@ -7,6 +7,9 @@ Each provider's seed is one YAML file, ``<fixtures>/seed/<provider>.yaml``::
     keys: [{key, account, name?, rate_limit_per_minute?, spend_limit_cents?, organization?}]
     models: [{id, ...}]                      # provider-shaped records, read by the provider module
     <anything else>: kept verbatim in ``ProviderState.extra`` (organizations, tools, ...)
+
+What requests create lives in ``ProviderState.table(kind)``: bounded tables (``core.retention``), so a
+long-running mock keeps at most ``max_resources`` of each kind, none older than ``resource_ttl``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from mockserver.core.retention import ResourceTable, Retention
 from mockserver.core.spec import SAFE_LOADER
 from mockserver.errors import FixtureError
 
@@ -73,12 +77,17 @@ class ProviderState:
     models: dict[str, dict[str, Any]]
     default_rate_limit: int | None
     extra: dict[str, Any]
-    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Objects created by requests, by kind then id (jobs, generations, uploads...)."""
+    retention: Retention
+    """How long and how many of each kind of created resource are kept."""
+    resources: dict[str, ResourceTable[str, Any]] = field(default_factory=dict)
+    """Objects created by requests, by kind then id (generations, uploads...)."""
 
-    def table(self, kind: str) -> dict[str, Any]:
+    def table(self, kind: str) -> ResourceTable[str, Any]:
         """The resource table for one kind, created on first use."""
-        return self.resources.setdefault(kind, {})
+        table = self.resources.get(kind)
+        if table is None:
+            table = self.resources[kind] = ResourceTable(self.retention)
+        return table
 
     def primary_key(self) -> ApiKey:
         """The first seeded key (what ``/_mock/providers`` shows)."""
@@ -91,8 +100,8 @@ def _require(record: Any, name: str, where: str) -> Any:
     return record[name]
 
 
-def parse_seed(provider_id: str, data: Any, where: str) -> ProviderState:
-    """Build a provider's state from its seed mapping."""
+def parse_seed(provider_id: str, data: Any, where: str, retention: Retention | None = None) -> ProviderState:
+    """A provider's state from its seed; what requests create is kept as ``retention`` says."""
     if not isinstance(data, dict):
         raise FixtureError(f"{where}: the seed must be a mapping")
     defaults = data.get("defaults") or {}
@@ -130,6 +139,7 @@ def parse_seed(provider_id: str, data: Any, where: str) -> ProviderState:
         models=models,
         default_rate_limit=defaults.get("rate_limit_per_minute"),
         extra=extra,
+        retention=retention or Retention.unlimited(),
     )
 
 
@@ -155,15 +165,17 @@ def read_seed_files(
 class Store:
     """All providers' state; ``reset`` restores the seed exactly."""
 
-    def __init__(self, seeds: dict[str, Any]) -> None:
+    def __init__(self, seeds: dict[str, Any], retention: Retention) -> None:
         self._seeds = seeds
+        self._retention = retention
         self.providers: dict[str, ProviderState] = {}
         self.reset()
 
     def reset(self) -> None:
         """Drop everything requests created and reload the seed."""
         self.providers = {
-            pid: parse_seed(pid, copy.deepcopy(seed), f"seed/{pid}.yaml") for pid, seed in self._seeds.items()
+            pid: parse_seed(pid, copy.deepcopy(seed), f"seed/{pid}.yaml", self._retention)
+            for pid, seed in self._seeds.items()
         }
 
     def __getitem__(self, provider_id: str) -> ProviderState:

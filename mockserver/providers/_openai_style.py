@@ -17,6 +17,7 @@ ERROR_TYPES = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
     ErrorKind.PAYLOAD_TOO_LARGE: "invalid_request_error",
+    ErrorKind.REQUEST_TIMEOUT: "invalid_request_error",
     ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
     ErrorKind.INTERNAL: "server_error",
     ErrorKind.UPSTREAM: "server_error",

@@ -13,6 +13,7 @@ ERROR_CODES = {
     ErrorKind.NOT_FOUND: "not_found",
     ErrorKind.METHOD_NOT_ALLOWED: "method_not_allowed",
     ErrorKind.PAYLOAD_TOO_LARGE: "payload_too_large",
+    ErrorKind.REQUEST_TIMEOUT: "request_timeout",
     ErrorKind.RATE_LIMITED: "rate_limited",
     ErrorKind.INTERNAL: "internal_error",
     ErrorKind.UPSTREAM: "internal_error",

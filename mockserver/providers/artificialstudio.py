@@ -14,6 +14,7 @@ from mockserver.core.media import (
     JPEG,
     MP4,
     PNG,
+    FileStore,
     StoredFile,
     render_image,
     render_thumbnail,
@@ -68,14 +69,19 @@ class Generation:
         return body
 
 
-def _render(generation: Generation, seed: int) -> tuple[tuple[bytes, str, str], tuple[bytes, str, str]]:
-    """The output and thumbnail files (bytes, content type, filename) of a generation's tool kind."""
+def _store_outputs(files: FileStore, generation: Generation, seed: int) -> tuple[StoredFile, StoredFile]:
+    """The output and thumbnail files of a generation's tool kind, drawn when first downloaded."""
+    prompt = generation.prompt
     if generation.kind == "video":
-        video = render_video(generation.prompt, seed)
-        poster = render_thumbnail(video_poster(generation.prompt, seed))
-        return (video, MP4, f"{generation.id}.mp4"), (poster, JPEG, f"{generation.id}.jpg")
-    image = render_image(generation.prompt, seed)
-    return (image, PNG, f"{generation.id}.png"), (render_thumbnail(image), JPEG, f"{generation.id}.jpg")
+        output = files.put_render(lambda: render_video(prompt, seed), MP4, f"{generation.id}.mp4")
+        thumbnail = files.put_render(
+            lambda: render_thumbnail(video_poster(prompt, seed)), JPEG, f"{generation.id}.jpg"
+        )
+        return output, thumbnail
+    output = files.put_render(lambda: render_image(prompt, seed), PNG, f"{generation.id}.png")
+    # The thumbnail is made from the image itself (rendered once, whichever is fetched first).
+    thumbnail = files.put_render(lambda: render_thumbnail(output.data), JPEG, f"{generation.id}.jpg")
+    return output, thumbnail
 
 
 class ArtificialStudio:
@@ -145,11 +151,12 @@ class ArtificialStudio:
             )
             generation.status = "failed"
         else:
-            # Rendered in line (about 10 ms), not in a thread: the callback never yields, so whoever
-            # settles or polls the job sees the outputs (and the webhook is scheduled) when it returns.
-            output, thumbnail = _render(generation, services.settings.seed)
-            generation.output = services.files.put(*output)
-            generation.thumbnail = services.files.put(*thumbnail)
+            # Stored as renders, drawn on first download: thousands of generations finishing at one
+            # clock advance must not hold the event loop for a render each (~10 ms). The callback never
+            # yields, so whoever settles or polls the job sees the outputs (and the webhook) when it returns.
+            generation.output, generation.thumbnail = _store_outputs(
+                services.files, generation, services.settings.seed
+            )
             generation.status = "success"
         if webhook:
             services.webhooks.deliver(

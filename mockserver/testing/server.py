@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mockserver.app import create_app
 from mockserver.mock import MOCK, Mock
+from mockserver.serving import MockRunner
 from mockserver.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -106,7 +107,7 @@ class ServerThread:
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
         app = create_app(self.settings)
-        runner = web.AppRunner(
+        runner = MockRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=self._shutdown_timeout
         )
         await runner.setup()

@@ -551,12 +551,9 @@ def test_cut_after_events_breaks_the_stream(chat_mock: Any) -> None:
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "with-length"])
-def test_body_over_the_size_limit_is_413_in_envelope(
-    start_chat_mock: Any, monkeypatch: pytest.MonkeyPatch, chunked: bool
-) -> None:
-    # The real limit is 110 MiB; a server built with a 1 KiB one takes the same path without the upload.
-    monkeypatch.setattr("mockserver.app.MAX_REQUEST_BYTES", 1024)
-    mock = start_chat_mock()
+def test_body_over_the_size_limit_is_413_in_envelope(start_chat_mock: Any, chunked: bool) -> None:
+    # The real JSON limit is 8 MiB; a server with a 1 KiB one takes the same path without the upload.
+    mock = start_chat_mock(max_json_body=1024)
     body = json.dumps(chat_body("spaceai") | {"user": "x" * 4096}).encode()
     payload: Any = iter([body[:2000], body[2000:]]) if chunked else body
     response = mock.post(

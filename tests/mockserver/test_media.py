@@ -13,6 +13,7 @@ from aiohttp import web
 from PIL import Image
 
 from mockserver.app import create_app
+from mockserver.core.clock import Clock
 from mockserver.core.media import (
     JPEG,
     MP4,
@@ -23,6 +24,7 @@ from mockserver.core.media import (
     render_video,
     video_poster,
 )
+from mockserver.core.retention import Retention
 from mockserver.mock import MOCK, Mock
 from mockserver.settings import Settings
 
@@ -87,7 +89,7 @@ def test_video_depends_on_prompt_and_seed_only() -> None:
 
 
 def test_store_gives_unique_ids_and_forgets_on_reset() -> None:
-    store = FileStore()
+    store = FileStore(Retention(Clock(), ttl=3600, cap=100))
     first = store.put(b"one", PNG, "a.png")
     second = store.put(b"one", PNG, "a.png")
     assert first.id != second.id

@@ -20,6 +20,7 @@ CODES = {
     ErrorKind.NOT_FOUND: "NOT_FOUND",
     ErrorKind.METHOD_NOT_ALLOWED: "METHOD_NOT_ALLOWED",
     ErrorKind.PAYLOAD_TOO_LARGE: "PAYLOAD_TOO_LARGE",
+    ErrorKind.REQUEST_TIMEOUT: "REQUEST_TIMEOUT",
     # Pahlavan documents no rate limit and no code for one; only an injected fault can produce it.
     ErrorKind.RATE_LIMITED: "INTERNAL_ERROR",
     ErrorKind.INTERNAL: "INTERNAL_ERROR",

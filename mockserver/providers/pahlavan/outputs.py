@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mockserver.core.calls import Call
-from mockserver.core.media import StoredFile
+from mockserver.core.media import Render, StoredFile
 from mockserver.providers.pahlavan.storage import save_to_storage
 
 
@@ -27,10 +28,22 @@ class Output:
 
 
 async def deliver(
-    call: Call, data: bytes, content_type: str, filename: str, settings: Mapping[str, Any]
+    call: Call, data: bytes | Render, content_type: str, filename: str, settings: Mapping[str, Any]
 ) -> Output:
-    """Keep a generated file where the request's ``settings`` say (``saveToStorage``/``storagePath``)."""
+    """Keep a generated file where the request's ``settings`` say (``saveToStorage``/``storagePath``).
+
+    ``data`` may be the render that makes the bytes: the mock's file store draws it on first download,
+    storage needs the bytes now (rendered in a worker thread, off the event loop).
+    """
     if settings.get("saveToStorage"):
+        if not isinstance(data, bytes):
+            data = await asyncio.to_thread(data)
         url = await save_to_storage(call, data, content_type, filename, settings.get("storagePath"))
         return Output(signed_url=url)
-    return Output(stored=call.services.files.put(data, content_type, filename))
+    files = call.services.files
+    stored = (
+        files.put(data, content_type, filename)
+        if isinstance(data, bytes)
+        else files.put_render(data, content_type, filename)
+    )
+    return Output(stored=stored)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mockserver.core.calls import BytesReply, Call, Handler, JsonReply, Reply
+from mockserver.core.retention import ResourceTable
 from mockserver.core.signing import UrlSigner, signed_url
 from mockserver.errors import ApiError, ErrorKind
 
@@ -115,7 +116,7 @@ def _timestamp(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _objects(call: Call) -> dict[str, Any]:
+def _objects(call: Call) -> ResourceTable[str, Any]:
     return call.state.table(TABLE)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,9 +124,9 @@ async def _finish(call: Call, job: Job) -> None:
                 "message": f"Video generation failed: the prompt contains '{FAIL_MARKER}'.",
             }
             return
-        mp4 = await asyncio.to_thread(
-            media.render_video, video.prompt, call.services.settings.seed, seconds=video.seconds
-        )
+        prompt, seed, seconds = video.prompt, call.services.settings.seed, video.seconds
+        # A render, drawn on first download (or now, off the event loop, when it goes to storage).
+        mp4 = functools.partial(media.render_video, prompt, seed, seconds=seconds)
         video.output = await deliver(call, mp4, media.MP4, f"{job.id}.mp4", video.settings)
         video.charge = billing.settle(video.hold, video.cost)
     except Exception as exc:
