@@ -10,12 +10,14 @@ from aiohttp import web
 from mockserver.core import media
 from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
+from mockserver.core.egress import EgressPolicy
 from mockserver.core.faults import Faults
 from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
 from mockserver.core.media import FileStore
 from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
+from mockserver.core.signing import SigningKeys
 from mockserver.core.spec import load_spec
 from mockserver.core.store import Store, read_seed_files
 from mockserver.core.textgen import TextGenerator, sentences
@@ -89,6 +91,8 @@ def build_mock(settings: Settings) -> Mock:
             # A webhook has no response status; 0 marks the entry as an outgoing payload.
             journal.violation(provider, event, 0, problem)
 
+    signing = SigningKeys.from_settings(settings)
+    egress = EgressPolicy(settings.host, settings.port, settings.webhook_hosts)
     services = Services(
         settings=settings,
         clock=clock,
@@ -97,9 +101,8 @@ def build_mock(settings: Settings) -> Mock:
         ids=IdFactory(text),
         jobs=JobEngine(clock, Timing().scaled(settings.job_speed)),
         files=FileStore(),
-        webhooks=WebhookDispatcher(
-            clock, settings.seed, on_violation=webhook_violation, allowed_hosts=settings.webhook_hosts
-        ),
+        webhooks=WebhookDispatcher(clock, settings.seed, signing, egress, on_violation=webhook_violation),
+        signing=signing,
     )
     providers: dict[str, ProviderService] = {}
     for provider_id in provider_ids:

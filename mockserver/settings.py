@@ -12,6 +12,8 @@ from typing import Literal
 from mockserver.resources import PROVIDER_IDS
 
 ResponseValidation = Literal["off", "warn", "strict"]
+SEED_SECRET = "seed"
+"""``signing_secret`` value deriving the signing keys from the seed (reproducible tests, loopback only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,9 @@ class Settings:
     response_validation: ResponseValidation = "warn"
     """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
     webhook_hosts: tuple[str, ...] | None = None
-    """Only deliver webhooks to these host names (``None``: any host)."""
+    """Only deliver webhooks to these ``HOST[:PORT]`` entries (``None``: the bind's default policy)."""
+    signing_secret: str | None = field(default=None, repr=False)
+    """What URL-signing and webhook secrets derive from: ``None`` random per start, ``"seed"`` the seed."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
 
     def served_providers(self) -> tuple[str, ...]:
@@ -102,8 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-host",
         dest="webhook_hosts",
         action="append",
-        metavar="HOST",
-        help="only deliver webhooks to this host (repeatable; default: any host)",
+        metavar="HOST[:PORT]",
+        help="only deliver webhooks to this host, and port if given (repeatable; default: any host on a "
+        "loopback bind, public addresses otherwise)",
+    )
+    parser.add_argument(
+        "--signing-secret",
+        metavar="SECRET",
+        default=env.get("MOCKSERVER_SIGNING_SECRET") or None,
+        help="derive URL-signing and webhook secrets from SECRET (default: random at each start; "
+        f"'{SEED_SECRET}': from the seed, loopback only)",
     )
     parser.add_argument(
         "--response-validation",
@@ -129,4 +141,5 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         job_speed=args.job_speed,
         response_validation=args.response_validation,
         webhook_hosts=tuple(args.webhook_hosts) if args.webhook_hosts else None,
+        signing_secret=args.signing_secret,
     )
