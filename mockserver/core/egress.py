@@ -7,8 +7,8 @@ resets it. The rules, in order:
 * only ``http`` and ``https``; never an unspecified address (``0.0.0.0``, ``::``);
 * never the mock itself: its listening port on any local address (learnt from settings, or from the socket
   the request carrying the URL arrived on when it was bound to port 0);
-* link-local (169.254.0.0/16, fe80::/10) and cloud-metadata addresses and names only when a
-  ``--webhook-host`` entry names that very address or metadata name;
+* link-local addresses (169.254.0.0/16, fe80::/10) only for a host a ``--webhook-host`` entry names, and
+  cloud-metadata addresses and names only when an entry names that very address or metadata name;
 * with ``--webhook-host`` entries (``HOST[:PORT]``), only the hosts (and ports) listed;
 * without, any host on a loopback bind (a developer's receivers on ``localhost:OTHERPORT`` work), and only
   public (globally routable) addresses on any other bind.
@@ -119,13 +119,10 @@ class Target:
     port: int
     address: IPAddress | None
     """The host as an address when the URL gives one literally (no DNS needed)."""
-    special_allowed: bool
-    """A ``--webhook-host`` entry names this link-local address or metadata host itself."""
-
-    @property
-    def label(self) -> str:
-        """``host:port`` as a person writes it."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+    named: bool
+    """A ``--webhook-host`` entry names this host (its link-local addresses are allowed)."""
+    metadata_allowed: bool
+    """An entry names this metadata address or metadata host itself."""
 
 
 class EgressPolicy:
@@ -154,9 +151,11 @@ class EgressPolicy:
                 label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 raise WebhookRefused(f"{label} is not an allowed webhook host (see --webhook-host)")
             named = True
-        special = address is not None or host in METADATA_NAMES
-        target = Target(host, port, address, special_allowed=named and special)
-        if host in METADATA_NAMES and not target.special_allowed:
+        # A name an entry lists may resolve to link-local addresses, never to metadata ones (a rebound
+        # name); metadata is reached only through an entry naming the metadata address or host itself.
+        metadata = named and (address is not None or host in METADATA_NAMES)
+        target = Target(host, port, address, named=named, metadata_allowed=metadata)
+        if host in METADATA_NAMES and not metadata:
             raise WebhookRefused(f"{host} is a cloud metadata host")
         if address is not None:
             self.check_address(target, address)
@@ -183,8 +182,10 @@ class EgressPolicy:
             raise WebhookRefused(f"{address} is not a host address")
         if target.port in self._own_ports and _is_local(address):
             raise WebhookRefused(f"{address}:{target.port} is the mock's own address")
-        if (address.is_link_local or address in METADATA_ADDRESSES) and not target.special_allowed:
-            raise WebhookRefused(f"{address} is a link-local or cloud metadata address")
+        if address in METADATA_ADDRESSES and not target.metadata_allowed:
+            raise WebhookRefused(f"{address} is a cloud metadata address")
+        if address.is_link_local and not target.named:
+            raise WebhookRefused(f"{address} is a link-local address")
         if self._rules is None and not self._loopback_bind and not address.is_global:
             # Off loopback, receivers on private networks must be listed with --webhook-host.
             raise WebhookRefused(f"{address} is not a public address")

@@ -7,6 +7,7 @@ resolves to a refused address makes the delivery ``refused`` without a connectio
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 import sys
@@ -177,6 +178,16 @@ def test_off_loopback_the_default_allows_public_addresses_only() -> None:
         policy.check_url("https://hooks.example.com/x")  # a name: its addresses are checked at delivery
         with pytest.raises(WebhookRefused, match="own address"):
             policy.check_url("http://127.0.0.1:8080/_mock/reset")
+    # A listed name may resolve to link-local addresses (a device on the link), never to metadata ones.
+    named = EgressPolicy("127.0.0.1", 8080, ("receiver.lan", "metadata.google.internal"))
+    receiver = named.check_url("http://receiver.lan/hook")
+    named.check_address(receiver, ipaddress.ip_address("169.254.10.5"))
+    with pytest.raises(WebhookRefused, match="cloud metadata address"):
+        named.check_address(receiver, ipaddress.ip_address("169.254.169.254"))
+    metadata = named.check_url("http://metadata.google.internal/computeMetadata/v1/")
+    named.check_address(metadata, ipaddress.ip_address("169.254.169.254"))
+    with pytest.raises(WebhookRefused, match="link-local address"):
+        shared.check_address(shared.check_url("http://receiver.lan/"), ipaddress.ip_address("169.254.10.5"))
     listed = EgressPolicy("0.0.0.0", 8080, ("10.0.0.5",))
     listed.check_url("http://10.0.0.5/hook")  # listed: private receivers off loopback
     with pytest.raises(WebhookRefused, match="not an allowed webhook host"):
@@ -237,7 +248,7 @@ async def test_a_name_resolving_to_a_metadata_address_is_refused_at_delivery(
     (attempt,) = refused["attempts"]
     assert attempt["status"] is None
     assert attempt["latency_ms"] == 0.0
-    assert "169.254.169.254 is a link-local or cloud metadata address" in attempt["error"]
+    assert "169.254.169.254 is a cloud metadata address" in attempt["error"]
     # Of a name's addresses only the allowed ones are connected to (DNS rebinding gets nowhere).
     assert rebound["status"] == "succeeded"
     assert [w.path for w in receiver.wait(1)] == ["/webhook"]
