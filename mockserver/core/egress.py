@@ -46,6 +46,7 @@ METADATA_ADDRESSES = frozenset(
 METADATA_NAMES = frozenset(
     {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
 )
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
@@ -64,14 +65,21 @@ def loopback_host(host: str) -> bool:
         return False
 
 
+def _ipv4_behind(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv4-mapped (``::ffff:a.b.c.d``) or NAT64 (``64:ff9b::/96``) address reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
 def _literal(host: str) -> IPAddress | None:
     try:
-        address = ipaddress.ip_address(host)
+        return _ipv4_behind(ipaddress.ip_address(host))
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _normal(host: str) -> str:
@@ -176,8 +184,7 @@ class EgressPolicy:
 
     def check_address(self, target: Target, address: IPAddress) -> None:
         """``WebhookRefused`` unless ``target`` may be reached at ``address`` (literal or resolved)."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = _ipv4_behind(address)
         if address.is_unspecified or address.is_multicast:
             raise WebhookRefused(f"{address} is not a host address")
         if target.port in self._own_ports and _is_local(address):

@@ -104,6 +104,7 @@ REFUSED_ALWAYS = [
     "http://[fd00:ec2::254]/latest/meta-data/",
     "http://100.100.100.200/latest/meta-data/",
     "http://[::ffff:169.254.169.254]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
     "http://metadata.google.internal/computeMetadata/v1/",
     "ftp://127.0.0.1/hook",
     "file:///etc/passwd",
