@@ -6,6 +6,7 @@ Internal exceptions share one root::
     ├── SpecError        a spec cannot be loaded or compiled (raised at start, never per request)
     ├── FixtureError     the seed fixtures are missing or malformed (raised at start or on reset)
     ├── ClientGone       the client closed the connection before its request was read (not an error)
+    ├── ConfigError      settings that cannot work together (raised at start, never per request)
     └── ApiError         an HTTP-facing error; pure data (status, kind, message, code, details), rendered
                          into the provider's own envelope at one boundary (``core.pipeline``)
 
@@ -35,6 +36,10 @@ class FixtureError(MockError):
 
 class ClientGone(MockError):
     """The client closed the connection before its request body arrived; nobody is left to answer."""
+
+
+class ConfigError(MockError):
+    """Settings that cannot work (e.g. seed-derived secrets on a non-loopback bind)."""
 
 
 class ErrorKind(enum.Enum):

@@ -10,6 +10,7 @@ from aiohttp import web
 from mockserver.core import media
 from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
+from mockserver.core.egress import EgressPolicy
 from mockserver.core.faults import Faults
 from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
@@ -17,6 +18,7 @@ from mockserver.core.media import FileStore
 from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
 from mockserver.core.retention import Retention
+from mockserver.core.signing import SigningKeys
 from mockserver.core.spec import load_spec
 from mockserver.core.store import Store, read_seed_files
 from mockserver.core.textgen import TextGenerator, sentences
@@ -93,6 +95,8 @@ def build_mock(settings: Settings) -> Mock:
             # A webhook has no response status; 0 marks the entry as an outgoing payload.
             journal.violation(provider, event, 0, problem)
 
+    signing = SigningKeys.from_settings(settings)
+    egress = EgressPolicy(settings.host, settings.port, settings.webhook_hosts)
     services = Services(
         settings=settings,
         clock=clock,
@@ -102,9 +106,8 @@ def build_mock(settings: Settings) -> Mock:
         jobs=JobEngine(clock, Timing().scaled(settings.job_speed), retention),
         # Files are one store for every provider, and a generation may have two (output and thumbnail).
         files=FileStore(replace(retention, cap=FILES_PER_RESOURCE * retention.cap * len(provider_ids))),
-        webhooks=WebhookDispatcher(
-            clock, settings.seed, on_violation=webhook_violation, allowed_hosts=settings.webhook_hosts
-        ),
+        webhooks=WebhookDispatcher(clock, settings.seed, signing, egress, on_violation=webhook_violation),
+        signing=signing,
     )
     providers: dict[str, ProviderService] = {}
     for provider_id in provider_ids:

@@ -73,10 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def default_settings() -> Settings:
     """What the plugin's servers run with unless told otherwise: seed 0, every provider, loopback webhooks."""
-    from mockserver.settings import Settings
+    from mockserver.settings import SEED_SECRET, Settings
 
-    # Webhooks only to this machine: a test run must never post to a real host by accident.
-    return Settings(host="127.0.0.1", port=0, seed=0, webhook_hosts=LOOPBACK_HOSTS)
+    # Webhooks only to this machine: a test run must never post to a real host by accident. Signing keys
+    # from the seed: signed URLs and webhook secrets repeat from run to run (the servers are loopback-only).
+    return Settings(
+        host="127.0.0.1", port=0, seed=0, webhook_hosts=LOOPBACK_HOSTS, signing_secret=SEED_SECRET
+    )
 
 
 def resolve_settings(base: Settings | Mapping[str, Any], options: Mapping[str, Any]) -> Settings:

@@ -18,6 +18,8 @@ READ_TIMEOUT = 30.0
 KEEPALIVE_TIMEOUT = 75.0
 RESOURCE_TTL = 24 * 3600.0
 MAX_RESOURCES = 10_000
+SEED_SECRET = "seed"
+"""``signing_secret`` value deriving the signing keys from the seed (reproducible tests, loopback only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +44,11 @@ class Settings:
     response_validation: ResponseValidation = "warn"
     """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
     webhook_hosts: tuple[str, ...] | None = None
-    """Only deliver webhooks to these host names (``None``: any host)."""
+    """Only deliver webhooks to these ``HOST[:PORT]`` entries (``None``: the bind's default policy)."""
     shutdown_timeout: float = 10.0
     """Seconds in-flight requests (streams above all) may take to finish after SIGTERM or Ctrl-C."""
+    signing_secret: str | None = field(default=None, repr=False)
+    """What URL-signing and webhook secrets derive from: ``None`` random per start, ``"seed"`` the seed."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
     max_json_body: int = MAX_JSON_BODY
     """Largest JSON request body, in bytes (a larger one is the provider's 413); uploads have their own."""
@@ -127,8 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-host",
         dest="webhook_hosts",
         action="append",
-        metavar="HOST",
-        help="only deliver webhooks to this host (repeatable; default: any host)",
+        metavar="HOST[:PORT]",
+        help="only deliver webhooks to this host, and port if given (repeatable; default: any host on a "
+        "loopback bind, public addresses otherwise)",
+    )
+    parser.add_argument(
+        "--signing-secret",
+        metavar="SECRET",
+        default=env.get("MOCKSERVER_SIGNING_SECRET") or None,
+        help="derive URL-signing and webhook secrets from SECRET (default: random at each start; "
+        f"'{SEED_SECRET}': from the seed, loopback only)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -203,4 +215,5 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         keepalive_timeout=args.keepalive_timeout,
         resource_ttl=args.resource_ttl,
         max_resources=args.max_resources,
+        signing_secret=args.signing_secret,
     )

@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from mockserver.resources import PROVIDER_IDS
-from mockserver.settings import Settings
+from mockserver.settings import SEED_SECRET, Settings
 from mockserver.testing.control import MockControl
 from mockserver.testing.server import ServerThread
 
@@ -63,6 +63,8 @@ def server_settings(**changes: Any) -> Settings:
         providers=importable_providers(),
         # Tests (fuzzing above all) must never make the mock call anything but loopback.
         webhook_hosts=(LOOPBACK, "localhost"),
+        # Reproducible signed URLs and webhook secrets (seed-derived keys are allowed on loopback only).
+        signing_secret=SEED_SECRET,
     )
     return base.with_changes(**changes)
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from mockserver.core.clock import Clock
 from mockserver.core.jobs import JobEngine
 from mockserver.core.media import FileStore
+from mockserver.core.signing import SigningKeys
 from mockserver.core.spec import Operation, Spec
 from mockserver.core.store import ApiKey, ProviderState, Store
 from mockserver.core.textgen import TextGenerator
@@ -60,6 +61,8 @@ class Services:
     jobs: JobEngine
     files: FileStore
     webhooks: WebhookDispatcher
+    signing: SigningKeys
+    """The one place every signing key comes from (storage URLs, webhook secrets)."""
 
 
 def request_origin(request: web.Request) -> str:

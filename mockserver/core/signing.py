@@ -1,14 +1,25 @@
-"""Signed, expiring URLs: an HMAC-SHA256 over newline-joined fields, keyed by a secret derived from the seed.
+"""Signed, expiring URLs and webhook signing secrets, all keyed from one place: ``SigningKeys``.
 
-The secret depends only on the settings seed and a purpose string, so a restarted mock under the same seed
-accepts the URLs it handed out before, and different purposes never accept each other's signatures.
+By default the keys derive from 32 random bytes drawn at start, so nobody can forge a storage URL or a
+webhook signature from the public seed; ``--signing-secret SECRET`` makes them stable across restarts (and,
+later, across instances sharing state). ``--signing-secret seed`` derives them from the seed as earlier
+versions did, for reproducible tests, and is refused off loopback. Different purposes never accept each
+other's signatures.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import secrets
 from urllib.parse import quote, urlencode
+
+from mockserver.core.egress import loopback_host
+from mockserver.errors import ConfigError
+from mockserver.settings import SEED_SECRET, Settings
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 class UrlSigner:
@@ -37,3 +48,60 @@ class UrlSigner:
 def signed_url(base: str, **params: str | int) -> str:
     """``base?name=value&...`` with every value percent-encoded (``/`` included)."""
     return f"{base}?{urlencode(params, quote_via=quote, safe='')}"
+
+
+def seed_webhook_secret(seed: int, provider: str, api_key: str) -> str:
+    """The ``whsec_`` secret of one API key derived from the seed alone (``--signing-secret seed``)."""
+    digest = hmac.new(str(seed).encode(), f"{provider}:{api_key}".encode(), hashlib.sha256).digest()
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(digest).decode()
+
+
+class SigningKeys:
+    """Every key the mock signs with, derived from one secret (or, for tests on loopback, from the seed)."""
+
+    def __init__(self, secret: bytes | None, seed: int) -> None:
+        self._secret = secret
+        """``None``: derive from the seed."""
+        self._seed = seed
+        self._signers: dict[str, UrlSigner] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SigningKeys:
+        """Random per start unless ``signing_secret`` is set; ``ConfigError`` for seed keys off loopback."""
+        if settings.signing_secret == SEED_SECRET:
+            if not loopback_host(settings.host):
+                raise ConfigError(
+                    f"--signing-secret {SEED_SECRET} derives secrets from the public seed: "
+                    f"only for a loopback --host, not {settings.host!r}"
+                )
+            return cls(None, settings.seed)
+        if settings.signing_secret:
+            return cls(settings.signing_secret.encode(), settings.seed)
+        return cls(secrets.token_bytes(32), settings.seed)
+
+    @property
+    def from_seed(self) -> bool:
+        """Whether the keys derive from the (public) seed."""
+        return self._secret is None
+
+    def _derive(self, label: str) -> bytes:
+        assert self._secret is not None
+        return hmac.new(self._secret, label.encode(), hashlib.sha256).digest()
+
+    def url_signer(self, purpose: str) -> UrlSigner:
+        """The signer of URLs for ``purpose`` (``"storage"``...); built once per purpose."""
+        signer = self._signers.get(purpose)
+        if signer is None:
+            if self._secret is None:
+                signer = UrlSigner.for_seed(self._seed, purpose)
+            else:
+                signer = UrlSigner(self._derive(f"mockserver-url-signing\n{purpose}"))
+            self._signers[purpose] = signer
+        return signer
+
+    def webhook_secret(self, provider: str, api_key: str) -> str:
+        """The ``whsec_`` secret deliveries caused by ``api_key`` are signed with."""
+        if self._secret is None:
+            return seed_webhook_secret(self._seed, provider, api_key)
+        digest = self._derive(f"mockserver-webhook\n{provider}\n{api_key}")
+        return WEBHOOK_SECRET_PREFIX + base64.b64encode(digest).decode()

@@ -8,6 +8,11 @@ timeout) is retried with exponential backoff and full jitter, drawn from a gener
 seed and the delivery id, until the attempts run out. Backoff waits sleep on the mock clock, so advancing it
 triggers retries at once; ``settle`` lets the control API answer only after the due attempts were made.
 
+Where a delivery may go is ``core.egress``'s policy: a URL it refuses outright is refused by the provider
+when the request arrives (``check_target``); a name resolving to a refused address makes the delivery
+``refused`` without a connection. A receiver's reply is read up to ``REPLY_CAP`` bytes and the log keeps
+the first ``EXCERPT_BYTES`` of it.
+
 A state reset keeps pending deliveries running (at-least-once: what was promised is still delivered) and
 keeps them listed; it forgets finished ones, as it forgets the request journal.
 """
@@ -29,18 +34,26 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from mockserver.core.clock import Clock
+from mockserver.core.egress import CheckedResolver, EgressPolicy, WebhookRefused
+from mockserver.core.signing import WEBHOOK_SECRET_PREFIX, SigningKeys
 from mockserver.core.spec import JSON_MEDIA_TYPE, SchemaValidator, Spec, resolve
+from mockserver.errors import ApiError, invalid_request
 
 log = logging.getLogger("mockserver.webhooks")
 
 USER_AGENT = "mockserver-webhooks"
-SECRET_PREFIX = "whsec_"
 MAX_LOGGED = 1000
 """Finished deliveries kept in the log (pending ones are always kept)."""
+REPLY_CAP = 64 * 1024
+"""Bytes of a receiver's reply read at most (the connection is closed on the rest)."""
+EXCERPT_BYTES = 512
+"""Bytes of a receiver's reply kept in the delivery log."""
 
-DeliveryStatus = Literal["pending", "succeeded", "failed"]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "refused"]
 ViolationSink = Callable[[str, str, str], None]
 """Called with (provider, event, problem) when a payload breaks its spec."""
 
@@ -62,15 +75,9 @@ class RetryPolicy:
         return rng.uniform(0.0, ceiling)
 
 
-def signing_secret(seed: int, provider: str, api_key: str) -> str:
-    """The ``whsec_`` secret deliveries for one API key are signed with (stable under a seed)."""
-    digest = hmac.new(str(seed).encode(), f"{provider}:{api_key}".encode(), hashlib.sha256).digest()
-    return SECRET_PREFIX + base64.b64encode(digest).decode()
-
-
 def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
     """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of ``"<id>.<timestamp>.<body>"``."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX))
     mac = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
@@ -103,6 +110,10 @@ class Attempt:
     """The drawn wait before the retry after this attempt (None when none follows)."""
     next_attempt_at: float | None = None
     """When the retry after this attempt is due (None when none follows)."""
+    response_excerpt: str | None = None
+    """The first ``EXCERPT_BYTES`` of the receiver's reply (None when none came)."""
+    refused: bool = False
+    """The policy refused the target: no connection was made."""
 
 
 @dataclass(slots=True)
@@ -144,6 +155,7 @@ class Delivery:
                     "error": a.error,
                     "backoff_seconds": a.backoff_seconds,
                     "next_attempt_at": a.next_attempt_at,
+                    "response_excerpt": a.response_excerpt,
                 }
                 for a in self.attempts
             ],
@@ -158,13 +170,17 @@ class WebhookDispatcher:
         self,
         clock: Clock,
         seed: int,
+        keys: SigningKeys,
+        egress: EgressPolicy,
         policy: RetryPolicy | None = None,
         on_violation: ViolationSink | None = None,
-        allowed_hosts: tuple[str, ...] | None = None,
     ) -> None:
         self._clock = clock
         self._seed = seed
-        self._allowed_hosts = allowed_hosts
+        self._keys = keys
+        self.egress = egress
+        self.resolver: AbstractResolver | None = None
+        """What host names are resolved with before the policy checks them (default: getaddrinfo)."""
         self.policy = policy or RetryPolicy()
         self._on_violation = on_violation
         self._schemas: dict[tuple[str, str], SchemaValidator] = {}
@@ -183,12 +199,28 @@ class WebhookDispatcher:
 
     def secret_for(self, provider: str, api_key: str) -> str:
         """The signing secret of deliveries caused by requests with ``api_key``."""
-        return signing_secret(self._seed, provider, api_key)
+        return self._keys.webhook_secret(provider, api_key)
+
+    def check_target(self, url: str, request: web.Request, field: str) -> None:
+        """A 400 naming ``field`` for a webhook URL the policy refuses without DNS (called by providers)."""
+        # The socket this request came in on is the mock's own address (its port, when bound to port 0).
+        if request.transport is not None:
+            self.egress.note_local(request.transport.get_extra_info("sockname"))
+        try:
+            self.egress.check_url(url)
+        except WebhookRefused as exc:
+            raise _refused(field, str(exc)) from None
 
     async def start(self) -> None:
         """Open the HTTP client session (from the app's startup)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            base = self.resolver or aiohttp.ThreadedResolver()
+            # No DNS cache: every attempt resolves afresh and connects only to what was just checked.
+            connector = aiohttp.TCPConnector(resolver=CheckedResolver(self.egress, base), use_dns_cache=False)
+            # No decompression: the reply is only excerpted, and a small gzip body must not inflate.
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
+            )
 
     async def stop(self) -> None:
         """Cancel every delivery task and close the session (pending deliveries stay pending)."""
@@ -303,6 +335,9 @@ class WebhookDispatcher:
             if attempt.error is None:
                 delivery.status = "succeeded"
                 delivery.next_attempt_at = None
+            elif attempt.refused:
+                delivery.status = "refused"
+                delivery.next_attempt_at = None
             elif made >= self.policy.max_attempts:
                 delivery.status = "failed"
                 delivery.next_attempt_at = None
@@ -349,12 +384,10 @@ class WebhookDispatcher:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
-        host = urlsplit(delivery.url).hostname or ""
-        if self._allowed_hosts is not None and host not in self._allowed_hosts:
-            # Refused before any connection or DNS lookup: test runs must only ever reach allowed hosts.
-            error = f"host {host!r} is not an allowed webhook host"
-            return Attempt(number=number, time=at, status=None, latency_ms=0.0, error=error)
+        excerpt: str | None = None
         try:
+            # Checked again at each attempt (a resend, a port learnt since); names in CheckedResolver.
+            self.egress.check_url(delivery.url)
             async with self._session.post(
                 delivery.url,
                 data=delivery.body.encode(),
@@ -363,9 +396,11 @@ class WebhookDispatcher:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                await response.read()
+                excerpt = (await _read_capped(response))[:EXCERPT_BYTES].decode("utf-8", "replace")
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
+        except WebhookRefused as exc:
+            return Attempt(number, at, None, 0.0, f"refused: {exc}", refused=True)
         except TimeoutError:
             error = f"timed out after {self.policy.attempt_timeout:g} s"
         except aiohttp.ClientError as exc:
@@ -374,4 +409,21 @@ class WebhookDispatcher:
             # Anything else (a malformed URL, ...) is a failed attempt too, never a dead delivery loop.
             error = f"{type(exc).__name__}: {exc}"
         latency = round((time.perf_counter() - started) * 1000, 3)
-        return Attempt(number=number, time=at, status=status, latency_ms=latency, error=error)
+        return Attempt(number, at, status, latency, error, response_excerpt=excerpt)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """At most ``REPLY_CAP`` bytes of the body; leaving the rest unread makes aiohttp close the connection."""
+    body = bytearray()
+    while len(body) < REPLY_CAP:
+        chunk = await response.content.read(REPLY_CAP - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def _refused(field: str, reason: str) -> ApiError:
+    return invalid_request(
+        f"Invalid field '{field}': the mock does not deliver webhooks there ({reason}).", field=field
+    )

@@ -103,6 +103,8 @@ class ArtificialStudio:
             raise not_found(f"Unknown tool: {body['tool']}", field="tool")
         webhook = body.get("webhook")
         services = call.services
+        if webhook:
+            services.webhooks.check_target(webhook, call.request, field="webhook")
         prompt = str(body["input"]["prompt"])
         generation = Generation(
             id=services.ids.new("", 24),

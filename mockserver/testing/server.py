@@ -116,6 +116,8 @@ class ServerThread:
             await site.start()
             self.port = int(runner.addresses[0][1])
             self._mock = app[MOCK]
+            for address in runner.addresses:  # bound to port 0: tell the webhook policy its own address
+                self._mock.services.webhooks.egress.note_local(address)
             self._ready.set()
             await self._stopping.wait()
         finally:

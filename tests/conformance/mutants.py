@@ -25,8 +25,6 @@ from mockserver.core.auth import read_credential
 from mockserver.core.calls import BytesReply, Call, EventReply, JsonReply, Reply
 from mockserver.core.media import JPEG, MP4, PNG, StoredFile
 from mockserver.core.ratelimit import Bucket, RateState
-from mockserver.core.signing import UrlSigner
-from mockserver.core.webhooks import signing_secret
 from mockserver.errors import ApiError, ErrorKind
 from mockserver.mock import Mock
 
@@ -962,7 +960,7 @@ def _internal_output_host(mock: Mock, arguments: dict[str, Any]) -> dict[str, An
 
 
 def _signed_with_another_secret(mock: Mock, arguments: dict[str, Any]) -> dict[str, Any] | None:
-    arguments["secret"] = signing_secret(mock.settings.seed, "artificialstudio", "another-account-key")
+    arguments["secret"] = mock.services.signing.webhook_secret("artificialstudio", "another-account-key")
     return arguments
 
 
@@ -1161,7 +1159,7 @@ def _signature_prefix_only(mock: Mock) -> None:
             if error.code != "INVALID_SIGNATURE":
                 raise
             query = call.input.query
-            signer = UrlSigner.for_seed(call.services.settings.seed, "storage")
+            signer = call.services.signing.url_signer("storage")
             expected = signer.sign("GET", str(query["key"]), int(query["expires"]))
             if str(query["signature"])[:16] != expected[:16]:
                 raise

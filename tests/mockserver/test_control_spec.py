@@ -10,6 +10,8 @@ declared response in control.yaml (jsonschema_rs, through the mock's own spec co
 from __future__ import annotations
 
 import functools
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,14 +27,20 @@ from mockserver.resources import spec_path
 
 MAX_EXAMPLES = 100
 """Fuzzing examples per operation (the examples and coverage phases add their own)."""
-UNREACHABLE_HOOK = "http://webhook.invalid/hook"
-"""Outside the test servers' allowed webhook hosts: every attempt fails at once, without a connection."""
 PAST_ANY_BACKOFF = RetryPolicy().cap_seconds + 1
 PAST_ANY_JOB = 3600
 ARTIFICIAL = "artificialstudio"
 PAHLAVAN = "pahlavan"
 
 sweep_schema = schemathesis.pytest.from_fixture("control_schema")
+
+
+@pytest.fixture(scope="module")
+def unreachable_hook() -> Iterator[str]:
+    """A loopback URL refusing connections: every attempt fails at once (a bound port nobody listens on)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused, the port stays ours
+        yield f"http://127.0.0.1:{held.getsockname()[1]}/hook"
 
 
 @functools.cache
@@ -111,10 +119,10 @@ def sweep_config(base_url: str, known: dict[str, str]) -> schemathesis.Config:
 
 
 @pytest.fixture
-def sweep_target(start_mock: Any) -> Any:
+def sweep_target(start_mock: Any, unreachable_hook: str) -> Any:
     """A dedicated strict server with a generated file and a webhook delivery (violations checked after)."""
     mock = start_mock()
-    generation = start_run(mock, webhook=UNREACHABLE_HOOK)
+    generation = start_run(mock, webhook=unreachable_hook)
     file_id, filename = generation["output"].rsplit("/", 2)[-2:]
     (delivery,) = control(mock, "GET", "/webhooks")["deliveries"]
     key = control(mock, "GET", f"/keys?provider={PAHLAVAN}")["keys"][0]
@@ -223,8 +231,8 @@ def test_faults(mock: Any) -> None:
     assert control(mock, "GET", "/faults") == {"faults": []}
 
 
-def test_webhook_deliveries(mock: Any) -> None:
-    generation = start_run(mock, webhook=UNREACHABLE_HOOK)
+def test_webhook_deliveries(mock: Any, unreachable_hook: str) -> None:
+    generation = start_run(mock, webhook=unreachable_hook)
     (delivery,) = control(mock, "GET", f"/webhooks?provider={ARTIFICIAL}")["deliveries"]
     assert delivery["payload"]["id"] == generation["id"]
     assert delivery["status"] == "pending"

@@ -67,6 +67,7 @@ SEMANTIC_400 = {
     "createGeneration": "`async` is for video, `models` for language, inputs depend on `type`",
     "createChatCompletion": "the model must be a language model",
     "createVideoGeneration": "the model must be a video model",
+    "createRun": "a `webhook` URL the mock may not deliver to (a host outside --webhook-host) is refused",
     # Not a rule of the spec (the body has minLength 1): for a `*/*` body schemathesis may pick a media type
     # that cannot carry raw bytes (x-www-form-urlencoded) and send nothing, which is 400 "body is required".
     "uploadObject": "schemathesis may send the `*/*` body empty (as an empty form)",

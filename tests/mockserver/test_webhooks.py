@@ -22,7 +22,8 @@ from _mock_test_helpers import listen
 from aiohttp import web
 
 from mockserver.app import create_app
-from mockserver.core.webhooks import RetryPolicy, signing_secret
+from mockserver.core.signing import seed_webhook_secret as signing_secret
+from mockserver.core.webhooks import RetryPolicy
 from mockserver.mock import MOCK, Mock
 from mockserver.settings import Settings
 
@@ -103,7 +104,8 @@ class Client:
 
 @asynccontextmanager
 async def serve(seed: int = 0) -> AsyncIterator[Client]:
-    app = create_app(Settings(seed=seed, providers=(PROVIDER,), response_validation="strict"))
+    settings = Settings(seed=seed, providers=(PROVIDER,), response_validation="strict", signing_secret="seed")
+    app = create_app(settings)
     async with listen(app) as origin, aiohttp.ClientSession() as session:
         yield Client(session, origin, app[MOCK])
 

@@ -109,7 +109,7 @@ def check_media_type(value: str, field: str) -> None:
 
 
 def _signer(call: Call) -> UrlSigner:
-    return UrlSigner.for_seed(call.services.settings.seed, "storage")
+    return call.services.signing.url_signer("storage")
 
 
 def _timestamp(epoch: int) -> str:
