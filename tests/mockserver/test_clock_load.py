@@ -15,8 +15,9 @@ from typing import Any
 import requests
 
 PENDING = 2_000
-PROBE_BOUND = 1.0
-"""Longest any request may wait while the advance is being processed (seconds)."""
+PROBE_BOUND = 3.0
+"""Longest any request may wait while the advance is being processed (seconds). Drawing the files in the
+advance made waits of minutes; 3 s leaves room for a loaded machine (1 s failed once under a load of 10)."""
 ADVANCE_BOUND = 10.0
 """Longest the advance itself may take (the control client's default timeout)."""
 JOB_SPEED = 0.001
