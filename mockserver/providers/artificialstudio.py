@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from mockserver.core.media import (
 from mockserver.core.store import ProviderState
 from mockserver.errors import ApiError, not_found
 from mockserver.providers._snake_case import ERROR_CODES
+
+log = logging.getLogger("mockserver.artificialstudio")
 
 WEBHOOK_EVENT = "generationCompleted"
 """The spec's ``webhooks`` entry a finished generation is delivered as."""
@@ -147,10 +150,17 @@ class ArtificialStudio:
         else:
             # Rendered in line (about 10 ms), not in a thread: the callback never yields, so whoever
             # settles or polls the job sees the outputs (and the webhook is scheduled) when it returns.
-            output, thumbnail = _render(generation, services.settings.seed)
-            generation.output = services.files.put(*output)
-            generation.thumbnail = services.files.put(*thumbnail)
-            generation.status = "success"
+            try:
+                output, thumbnail = _render(generation, services.settings.seed)
+            except Exception:
+                # A generation must still end (and its webhook go out), as a real one that fails does.
+                log.exception("generation %s could not be rendered", generation.id)
+                generation.error = "The generation failed: its output could not be rendered."
+                generation.status = "failed"
+            else:
+                generation.output = services.files.put(*output)
+                generation.thumbnail = services.files.put(*thumbnail)
+                generation.status = "success"
         if webhook:
             services.webhooks.deliver(
                 webhook,
