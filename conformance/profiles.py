@@ -23,6 +23,8 @@ class Profile:
     """Whether paths carry the caller's organization id (``--org-id``)."""
     runtime_rejections: Mapping[str, str] = field(default_factory=dict)
     """Operations the spec says may answer 400 to schema-valid input (operationId -> the documented rule)."""
+    terminal: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """Poll operations of asynchronous jobs: operationId -> (status field, the statuses that end a job)."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -41,6 +43,7 @@ PROFILES: dict[str, Profile] = {
         costly={"createGenerationJob": "a billed batch generation job"},
         status_pointer="/error/status",
         needs_org=True,
+        terminal={"getGenerationJob": ("job_status", ("completed", "failed"))},
         runtime_rejections={
             "createGenerationJob": "image_url parts are for vision models only (operation description)",
         },
@@ -48,6 +51,7 @@ PROFILES: dict[str, Profile] = {
     "artificialstudio": Profile(
         id="artificialstudio",
         costly={"createRun": "a billed generation (image/video/audio)"},
+        terminal={"getGeneration": ("status", ("success", "failed"))},
         runtime_rejections={
             "createRun": "an unknown tool is 400 invalid_request (operation description)",
         },
@@ -59,6 +63,7 @@ PROFILES: dict[str, Profile] = {
             "createChatCompletion": "a billed chat completion",
             "createVideoGeneration": "a billed video generation",
         },
+        terminal={"getVideoGeneration": ("status", ("succeeded", "failed"))},
         runtime_rejections={
             "createGeneration": "model of the request type; messages or prompt as it needs (description)",
             "createChatCompletion": "the model and the `models` chain must be language models (description)",

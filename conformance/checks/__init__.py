@@ -66,15 +66,29 @@ def needs(*operation_ids: str) -> Callable[[SpecInfo], str | None]:
 
 def all_checks() -> list[BehaviourCheck]:
     """Every behaviour check, in the order they run (the rate-limit exhaustion last: it burns quota)."""
-    from conformance.checks import billing, envelope, jobs, ratelimit, storage, streaming, webhooks
+    from conformance.checks import (
+        billing,
+        envelope,
+        extremes,
+        jobs,
+        listing,
+        ratelimit,
+        storage,
+        streaming,
+        usage,
+        webhooks,
+    )
 
     return [
         *envelope.CHECKS,
+        *listing.CHECKS,
         *streaming.CHECKS,
+        *usage.CHECKS,
         *jobs.CHECKS,
         *webhooks.CHECKS,
         *billing.CHECKS,
         *storage.CHECKS,
+        *extremes.CHECKS,
         *ratelimit.CHECKS,
     ]
 

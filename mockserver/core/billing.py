@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from mockserver.core.store import Account, ApiKey
-from mockserver.errors import ApiError, ErrorKind
+from mockserver.errors import ApiError, ErrorKind, invalid_request
 
 MICROCENTS_PER_CENT = 1_000_000
+MAX_CHARGE_CENTS = 2**53 - 1
+"""The largest amount priced: past it, cents shown as a JSON number are not exact for most clients (it is
+JavaScript's largest safe integer) and USD would overflow a double. A request costing more is a 400."""
 _MICROCENTS_PER_USD = Decimal(100 * MICROCENTS_PER_CENT)
 
 
@@ -127,6 +130,11 @@ def quote(account: Account, key: ApiKey | None, metered_usd: Decimal) -> Quote:
     """Price an estimate and check it against the wallet and the key, changing nothing."""
     microcents = to_microcents(metered_usd)
     hold_cents = ceil_cents(microcents)
+    if hold_cents > MAX_CHARGE_CENTS:
+        raise invalid_request(
+            f"The request is too large to price: it would cost {metered_usd:.6E} USD, "
+            f"more than the largest charge of {MAX_CHARGE_CENTS} cents."
+        )
     settled, _ = settle_cents(microcents, account.carry_microcents)
     return Quote(
         metered_usd=metered_usd,

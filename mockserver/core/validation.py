@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -84,11 +86,35 @@ def _coerce(param: Parameter, values: list[str]) -> Any:
 
 
 def _json_number(text: str) -> float | int:
-    """A JSON fraction; integral values become ints, since JSON Schema's ``integer`` admits ``5.0``."""
+    """A JSON fraction; integral values become ints, since JSON Schema's ``integer`` admits ``5.0``.
+
+    Exactly the integer written (``1e23`` is 10**23, not the nearest double), at any magnitude a double
+    reaches: an integer field written ``1e20`` must not reach a handler as a float (Decimal arithmetic
+    refuses floats). Past the double range (``1e400``) the value stays ``inf``, which no schema accepts.
+    """
     value = float(text)
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if not value.is_integer():
+        return value
+    exact = Decimal(text)
+    return int(exact) if exact == exact.to_integral_value() else value
 
 
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate (``"\\ud800"``, legal JSON) replaced by U+FFFD.
+
+    Such a string cannot be encoded as UTF-8: not in a JSON answer, a rendered file or a webhook. The
+    replacement is what a UTF-8 service (Go's, for one) makes of it, so the request is served as sent.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _DECODER = json.JSONDecoder(parse_float=_json_number)
 """Built once: json.loads with a hook constructs a new decoder on every call."""
 _FRACTION_MARKS = bytes.maketrans(b"123456789eE", b"000000000..")
@@ -110,7 +136,10 @@ def _parse_json(raw: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        value = _DECODER.decode(raw.decode("utf-8"))
+        # orjson refuses lone surrogate escapes, so only this path can meet them; valid pairs are one
+        # character once decoded.
+        return _scrub(value) if b"\\ud" in raw or b"\\uD" in raw else value
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and integers past Python's digit limit
         raise invalid_request(f"Request body is not valid JSON: {exc}", location="body") from exc
     except RecursionError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from mockserver.core.media import (
 from mockserver.core.store import ProviderState
 from mockserver.errors import ApiError, not_found
 from mockserver.providers._snake_case import ERROR_CODES
+
+log = logging.getLogger("mockserver.artificialstudio")
 
 WEBHOOK_EVENT = "generationCompleted"
 """The spec's ``webhooks`` entry a finished generation is delivered as."""

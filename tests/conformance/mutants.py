@@ -31,7 +31,19 @@ from mockserver.mock import Mock
 Patch = Callable[[Mock], None]
 Json = dict[str, Any]
 
-FAMILIES = ("schema", "envelope", "ratelimit", "streaming", "jobs", "webhooks", "billing", "storage")
+FAMILIES = (
+    "schema",
+    "envelope",
+    "listing",
+    "ratelimit",
+    "streaming",
+    "usage",
+    "jobs",
+    "webhooks",
+    "billing",
+    "storage",
+    "extremes",
+)
 DONE = "[DONE]"
 
 
@@ -1213,5 +1225,190 @@ STORAGE = [
 ]
 
 
-MUTANTS: list[Mutant] = [*SCHEMA, *ENVELOPE, *RATELIMIT, *STREAMING, *JOBS, *WEBHOOKS, *BILLING, *STORAGE]
+# -- listing: lists against their limit and filter parameters (Pahlavan's models) -------------------------
+
+
+def _with_query(operation_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Patch:
+    """Serve one operation as if its query had been ``change(query)``."""
+
+    def patch(mock: Mock) -> None:
+        service = mock.providers["pahlavan"]
+        original = service.handlers[operation_id]
+
+        async def handler(call: Call) -> Reply:
+            changed = dataclasses.replace(call.input, query=change(dict(call.input.query)))
+            return await original(dataclasses.replace(call, input=changed))
+
+        service.handlers[operation_id] = handler
+
+    return patch
+
+
+def _listed_twice(call: Call, body: Json) -> None:
+    body["data"] = body["data"] + copy.deepcopy(body["data"])
+
+
+def _case_sensitive_search(mock: Mock) -> None:
+    service = mock.providers["pahlavan"]
+    original = service.handlers["listModels"]
+
+    async def handler(call: Call) -> Reply:
+        reply = await original(call)
+        text = call.input.query.get("q")
+        if text and isinstance(reply, JsonReply):
+            # The search compares the term as typed: "GLM" no longer finds "glm-4.5".
+            kept = [m for m in reply.body["data"] if text in m["id"] or text in m.get("name", "")]
+            return dataclasses.replace(reply, body={**reply.body, "data": kept})
+        return reply
+
+    service.handlers["listModels"] = handler
+
+
+LISTING = [
+    Mutant(
+        "pahlavan-models-listed-twice",
+        "pahlavan",
+        "listing",
+        ("listing.parameters",),
+        "`limit` ignored and every model listed twice (a pagination bug repeating the page)",
+        combine(
+            _with_query("listModels", lambda q: {**q, "limit": 200}),
+            on_json("pahlavan", "listModels", _listed_twice),
+        ),
+        expect="more than once",
+    ),
+    Mutant(
+        "pahlavan-type-filter-ignored",
+        "pahlavan",
+        "listing",
+        ("listing.parameters",),
+        "`type` ignored: `type=image` lists the language and video models too",
+        _with_query("listModels", lambda q: {k: v for k, v in q.items() if k != "type"}),
+        checks=("listing",),
+        expect="not 'image'",
+    ),
+    Mutant(
+        "pahlavan-search-case-sensitive",
+        "pahlavan",
+        "listing",
+        ("listing.parameters",),
+        "`q` matched case-sensitively: a term in the other case finds nothing",
+        _case_sensitive_search,
+        checks=("listing",),
+        expect="does not list",
+    ),
+]
+
+
+# -- usage: token arithmetic of chat completions, plain and streamed ---------------------------------------
+
+
+def _plain_total_plus_one(call: Call, body: Json) -> None:
+    body["usage"]["total_tokens"] += 1
+
+
+def _system_prompt_left_out_of_streamed_total(call: Call, reply: Reply) -> Reply:
+    system = [m for m in call.body.get("messages", []) if m.get("role") == "system"]
+    if not system or not isinstance(reply, EventReply):
+        return reply
+    source = reply.events
+
+    async def rewritten() -> AsyncIterator[Any]:
+        async for event in source:
+            if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+                # The total is summed per message, and the system message was skipped.
+                event = copy.deepcopy(event)
+                event["usage"]["total_tokens"] -= len(str(system[0].get("content", "")).split())
+            yield event
+
+    return dataclasses.replace(reply, events=rewritten())
+
+
+USAGE = [
+    Mutant(
+        "studioaicore-usage-total-off-by-one",
+        "studioaicore",
+        "usage",
+        ("usage.arithmetic",),
+        "usage not adding up in a plain answer: total_tokens = prompt + completion + 1",
+        on_json("studioaicore", "createChat", _plain_total_plus_one),
+        checks=("usage",),
+        expect="usage does not add up",
+    ),
+    Mutant(
+        "spaceai-streamed-total-without-system-prompt",
+        "spaceai",
+        "usage",
+        ("usage.arithmetic",),
+        "streamed usage not adding up when a system message is sent: its tokens are left out of total_tokens",
+        on_reply("spaceai", "createChatCompletion", _system_prompt_left_out_of_streamed_total),
+        checks=("usage", "streaming"),
+        expect="streamed: usage does not add up",
+    ),
+]
+
+
+# -- extremes: schema-valid extreme values -----------------------------------------------------------------
+
+
+def _exponent_integer_crashes(mock: Mock) -> None:
+    service = mock.providers["pahlavan"]
+    original = service.handlers["createQuote"]
+
+    async def handler(call: Call) -> Reply:
+        if b"e+" in call.input.raw_body:
+            # Token counts written as 1e+20 reach the pricing as floats: Decimal * float raises.
+            raise TypeError("unsupported operand type(s) for *: 'decimal.Decimal' and 'float'")
+        return await original(call)
+
+    service.handlers["createQuote"] = handler
+
+
+def _replacement_character_never_renders(call: Call, body: Json) -> None:
+    generation = call.state.table("generations").get(call.input.path["id"])
+    if generation is not None and "\ufffd" in generation.prompt and body.get("status") == "success":
+        # The renderer chokes on the character and the job is left as it was.
+        body["status"] = "processing"
+        for name in ("output", "thumbnail", "type"):
+            body.pop(name, None)
+
+
+EXTREMES = [
+    Mutant(
+        "pahlavan-quote-exponent-integer-500",
+        "pahlavan",
+        "extremes",
+        ("extremes.values",),
+        "a 500 on an extreme value: a quote whose token count is written 1e+20 crashes (Decimal * float)",
+        _exponent_integer_crashes,
+        checks=("extremes",),
+        expect="500 answered to",
+    ),
+    Mutant(
+        "artificialstudio-surrogate-prompt-stuck",
+        "artificialstudio",
+        "extremes",
+        ("extremes.costly",),
+        "a job never ends: a generation whose prompt held a lone surrogate stays `processing`",
+        on_json("artificialstudio", "getGeneration", _replacement_character_never_renders),
+        checks=("extremes",),
+        expect="did not reach success or failed",
+        settings={"poll_timeout": 1.5},
+    ),
+]
+
+
+MUTANTS: list[Mutant] = [
+    *SCHEMA,
+    *ENVELOPE,
+    *LISTING,
+    *RATELIMIT,
+    *STREAMING,
+    *USAGE,
+    *JOBS,
+    *WEBHOOKS,
+    *BILLING,
+    *STORAGE,
+    *EXTREMES,
+]
 """Every mutant, by family."""

@@ -150,12 +150,15 @@ def test_check_ids_are_unique_and_grouped_by_family() -> None:
     assert len(ids) == len(set(ids))
     assert {i.split(".")[0] for i in ids} == {
         "envelope",
+        "listing",
         "ratelimit",
         "streaming",
+        "usage",
         "jobs",
         "webhooks",
         "billing",
         "storage",
+        "extremes",
     }
 
 

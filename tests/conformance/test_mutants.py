@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,3 +107,10 @@ def test_a_key_echoed_by_the_target_never_reaches_any_output(
     assert "[REDACTED]" in out
     for text in (out, err, junit.read_text(), report.read_text()):
         assert key not in text
+
+
+def test_the_readme_table_lists_every_mutant() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [m.name for m in MUTANTS if f"| `{m.name}` | {m.provider} | {m.family} |" not in readme]
+    assert not missing, f"add these mutants to README's table: {missing}"
+    assert f"**Detection rate: {len(MUTANTS)} / {len(MUTANTS)} (100 %)**" in readme
