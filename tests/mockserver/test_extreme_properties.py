@@ -6,7 +6,7 @@ and lone-surrogate strings, and free-form objects nested 100 levels deep. Known 
 in for half of the model fields, so requests reach the behaviour behind validation. Each answer must be
 below 500 (a 5xx the operation declares, such as Pahlavan's 502 for a failed upstream, excepted); each
 answer that starts a job (its response ``links`` to a poll operation) is polled after the mock's clock is
-advanced a day, and the job must be in a terminal state. The server validates its responses strictly, so
+advanced half a day, and the job must be in a terminal state. The server validates its responses strictly, so
 an answer outside the spec is a 500 too, and the test fails on any recorded violation.
 
 Bounded: a few examples per operation, derandomized (the same requests every run), no example database.
@@ -35,7 +35,8 @@ EXAMPLES = 16
 """Examples per operation (19 operations): a few hundred requests, well under a minute in all."""
 JOB_SPEED = 1000.0
 """Jobs a thousand times faster, so a synchronous video (``async: false``) ends within milliseconds."""
-A_DAY = 86_400.0
+HALF_A_DAY = 43_200.0
+"""Far past any job's length, and short of the default resource TTL (a day), after which it is forgotten."""
 MODEL_FIELDS = ("model", "model_id", "tool")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
@@ -184,7 +185,7 @@ def _ends(mock: MockControl, provider: str, spec: SpecInfo, op: Operation, respo
                 else body.get(str(expression).removeprefix("$response.body#/"))
             )
             path = path.replace("{" + name + "}", quote(str(value), safe=""))
-        mock.advance(A_DAY)
+        mock.advance(HALF_A_DAY)
         polled = mock.get(provider, path)
         field, statuses = terminal[poll.operation_id]
         assert polled.status_code == 200, (path, polled.text)
