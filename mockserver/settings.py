@@ -11,6 +11,9 @@ from typing import Literal
 
 from mockserver.resources import PROVIDER_IDS
 
+JOURNAL_ENTRIES = 10_000
+JOURNAL_BYTES = 16 * 1024 * 1024
+
 ResponseValidation = Literal["off", "warn", "strict"]
 
 
@@ -37,6 +40,9 @@ class Settings:
     """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
     webhook_hosts: tuple[str, ...] | None = None
     """Only deliver webhooks to these host names (``None``: any host)."""
+    journal_max_entries: int = JOURNAL_ENTRIES
+    journal_max_bytes: int = JOURNAL_BYTES
+    """The request journal keeps its newest entries within both caps (paths count by their length)."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
 
     def served_providers(self) -> tuple[str, ...]:
@@ -106,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="only deliver webhooks to this host (repeatable; default: any host)",
     )
     parser.add_argument(
+        "--journal-max-entries",
+        type=_positive_int,
+        metavar="N",
+        default=JOURNAL_ENTRIES,
+        help=f"requests the journal keeps, newest first (default: {JOURNAL_ENTRIES})",
+    )
+    parser.add_argument(
+        "--journal-max-bytes",
+        type=_positive_int,
+        metavar="BYTES",
+        default=JOURNAL_BYTES,
+        help=f"approximate size the journal keeps (default: {JOURNAL_BYTES} = 16 MiB)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -129,4 +149,6 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         job_speed=args.job_speed,
         response_validation=args.response_validation,
         webhook_hosts=tuple(args.webhook_hosts) if args.webhook_hosts else None,
+        journal_max_entries=args.journal_max_entries,
+        journal_max_bytes=args.journal_max_bytes,
     )

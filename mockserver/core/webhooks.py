@@ -23,6 +23,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,6 +44,8 @@ MAX_LOGGED = 1000
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 ViolationSink = Callable[[str, str, str], None]
 """Called with (provider, event, problem) when a payload breaks its spec."""
+ATTEMPT_OUTCOMES = ("delivered", "rejected", "failed")
+"""What an attempt got (counted for the metrics): a 2xx, another status, no answer (unreachable...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,11 @@ class Attempt:
     """The drawn wait before the retry after this attempt (None when none follows)."""
     next_attempt_at: float | None = None
     """When the retry after this attempt is due (None when none follows)."""
+
+    @property
+    def outcome(self) -> str:
+        """One of ``ATTEMPT_OUTCOMES``."""
+        return "delivered" if self.error is None else "rejected" if self.status is not None else "failed"
 
 
 @dataclass(slots=True)
@@ -173,6 +181,8 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._progress = asyncio.Event()
         self._counter = 0
+        self.attempt_outcomes: Counter[str] = Counter()
+        """Attempts made since start, by outcome (never reset: the metrics read it)."""
 
     # -- configuration and lifecycle --------------------------------------------------------------
 
@@ -297,6 +307,7 @@ class WebhookDispatcher:
         while delivery.status == "pending":
             await self._wait_until_due(delivery)
             attempt = await self._attempt(delivery)
+            self.attempt_outcomes[attempt.outcome] += 1
             made = len(delivery.attempts) + 1 - delivery.series_start
             if attempt.error is None:
                 delivery.status = "succeeded"
