@@ -74,16 +74,15 @@ async def advance_clock(request: web.Request) -> web.Response:
 
 
 async def requests_journal(request: web.Request) -> web.Response:
-    """``GET /_mock/requests?provider=&limit=&after=|before=``: one page of the request journal, oldest first.
+    """``GET /_mock/requests?provider=&limit=&after=&before=``: one page of the request journal, oldest first.
 
     Without a cursor, the newest ``limit`` entries; ``next`` (a path, or null) reads the page after it:
-    ``before`` goes to older entries, ``after`` (``after=0``: from the oldest) to newer ones.
+    ``before`` goes to older entries, ``after`` (``after=0``: from the oldest) to newer ones (up to
+    ``before`` when both are given).
     """
     limit = _query_int(request, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
     after = _query_int(request, "after", minimum=0)
     before = _query_int(request, "before", minimum=1)
-    if after is not None and before is not None:
-        raise ControlError(400, "'after' and 'before' cannot be used together")
     entries, cursor = mock_of(request).journal.page(
         request.query.get("provider"), limit or PAGE_SIZE, after=after, before=before
     )

@@ -122,21 +122,25 @@ class Journal:
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Up to ``limit`` entries as dicts, oldest first, and the cursor of the next page (None: no more).
 
-        With ``after``, the oldest entries whose id is greater (the next page is ``after`` the last one);
-        otherwise the newest entries whose id is less than ``before`` (any id without it; the next page is
-        ``before`` the first one, older).
+        With ``after``, the oldest entries whose id is greater (and less than ``before``, if given); the
+        next page is ``after`` the last one. Otherwise the newest entries whose id is less than ``before``
+        (any id without it); the next page is ``before`` the first one, older.
         """
         entries = self._entries
         if not entries:
             return [], None
+        stop = None
         if after is not None:
             walk = itertools.islice(entries, max(0, after + 1 - entries[0][0]), None)
+            stop = before
         else:
             skip = 0 if before is None else max(0, entries[-1][0] + 1 - before)
             walk = itertools.islice(reversed(entries), skip, None)
         selected: list[tuple[Any, ...]] = []
         more = False
         for entry in walk:
+            if stop is not None and entry[0] >= stop:
+                break
             if provider is None or entry[2] == provider:
                 if len(selected) == limit:
                     more = True

@@ -103,5 +103,9 @@ def test_the_journal_reads_in_pages(start_mock: Any) -> None:
     assert [e["id"] for e in mock.journal(SPACEAI)] == list(range(1, 251))
     assert [e["id"] for e in mock.journal(SPACEAI, limit=130)] == list(range(121, 251))
     assert requests_page(mock, "/_mock/requests?limit=1000")["next"] is None
-    for bad in ("limit=1001", "limit=0", "after=-1", "before=0", "after=1&before=9", f"after={'9' * 30}"):
+    # Both cursors: the entries between them, forwards.
+    window = requests_page(mock, "/_mock/requests?after=10&before=20&limit=5")
+    assert [e["id"] for e in window["requests"]] == list(range(11, 16))
+    assert [e["id"] for e in requests_page(mock, window["next"])["requests"]] == list(range(16, 20))
+    for bad in ("limit=1001", "limit=0", "after=-1", "before=0", "after=x", f"after={'9' * 30}"):
         requests_page(mock, f"/_mock/requests?{bad}", status=400)
