@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from mockserver.core.calls import JsonReply
@@ -58,6 +59,18 @@ def test_the_journal_keeps_its_newest_entries_within_the_entry_cap(start_mock: A
     for _ in range(15):
         assert mock.get(SPACEAI, "/v1/models").status_code == 200
     assert [e["id"] for e in mock.journal()] == list(range(6, 16))
+
+
+def test_the_caps_are_command_line_flags(mock_cli: Any) -> None:
+    with mock_cli(
+        "--provider", SPACEAI, "--journal-max-entries", "3", "--journal-max-bytes", "100000"
+    ) as origin:
+        auth = {"Authorization": "Bearer sk-spaceai-mockkey-0001"}
+        for _ in range(5):
+            assert requests.get(f"{origin}/v1/models", headers=auth, timeout=10).status_code == 200
+        answer = requests.get(f"{origin}/_mock/requests", timeout=10).json()
+        assert [e["id"] for e in answer["requests"]] == [3, 4, 5]
+        assert requests.get(f"{origin}/_mock/health", timeout=10).json()["status"] == "ok"
 
 
 def test_violations_keep_a_short_description(mock: Any) -> None:
