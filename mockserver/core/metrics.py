@@ -56,7 +56,7 @@ class MockCollector(Collector):
         yield GaugeMetricFamily(
             "mockserver_journal_bytes",
             "Approximate size of the request journal's entries.",
-            self._journal.bytes,
+            self._journal.size(),
         )
 
     def _requests(self) -> Iterable[Metric]:
