@@ -6,12 +6,14 @@ import asyncio
 from dataclasses import dataclass, replace
 
 from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
 
-from mockserver.core import media
+from mockserver.core import media, metrics
 from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
 from mockserver.core.egress import EgressPolicy
 from mockserver.core.faults import Faults
+from mockserver.core.health import HealthCheck
 from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
 from mockserver.core.media import FileStore
@@ -38,6 +40,12 @@ class Mock:
     journal: Journal
     faults: Faults
     providers: dict[str, ProviderService]
+    metrics: CollectorRegistry
+    """This mock's own Prometheus registry (``GET /_mock/metrics``)."""
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """What the mock depends on, by name (``GET /_mock/health``)."""
+        return {"state": self.services.store}
 
     def reset(self) -> None:
         """Restore the seed state: store, clock, counters, journal, faults and files.
@@ -88,7 +96,8 @@ def build_mock(settings: Settings) -> Mock:
     clock = Clock()
     retention = Retention(clock, settings.resource_ttl, settings.max_resources)
     text = TextGenerator(settings.seed)
-    limiter, journal, faults = RateLimiter(clock), Journal(), Faults()
+    limiter, faults = RateLimiter(clock), Faults()
+    journal = Journal(settings.journal_max_entries, settings.journal_max_bytes)
 
     def webhook_violation(provider: str, event: str, problem: str) -> None:
         if settings.response_validation != "off":
@@ -115,4 +124,5 @@ def build_mock(settings: Settings) -> Mock:
         services.webhooks.register(provider_id, compile_webhooks(loaded.spec))
         mount = "" if settings.provider else f"/{provider_id}"
         providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
-    return Mock(settings, services, limiter, journal, faults, providers)
+    registry = metrics.registry(journal, services.webhooks, services.store)
+    return Mock(settings, services, limiter, journal, faults, providers, registry)

@@ -12,6 +12,11 @@ from typing import Literal
 
 from mockserver.resources import PROVIDER_IDS
 
+JOURNAL_ENTRIES = 10_000
+JOURNAL_BYTES = 24 * 1024 * 1024
+"""Room for JOURNAL_ENTRIES entries with the longest path kept (2,048 characters): with the defaults the entry
+cap binds first, and the journal skips counting bytes per request."""
+
 ResponseValidation = Literal["off", "warn", "strict"]
 MAX_JSON_BODY = 8 * 1024 * 1024
 READ_TIMEOUT = 30.0
@@ -49,6 +54,9 @@ class Settings:
     """Seconds in-flight requests (streams above all) may take to finish after SIGTERM or Ctrl-C."""
     signing_secret: str | None = field(default=None, repr=False)
     """What URL-signing and webhook secrets derive from: ``None`` random per start, ``"seed"`` the seed."""
+    journal_max_entries: int = JOURNAL_ENTRIES
+    journal_max_bytes: int = JOURNAL_BYTES
+    """The request journal keeps its newest entries within both caps (paths count by their length)."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
     max_json_body: int = MAX_JSON_BODY
     """Largest JSON request body, in bytes (a larger one is the provider's 413); uploads have their own."""
@@ -186,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep at most N resources of each kind per provider, dropping the oldest (default: 10000)",
     )
     parser.add_argument(
+        "--journal-max-entries",
+        type=_positive_int,
+        metavar="N",
+        default=JOURNAL_ENTRIES,
+        help=f"requests the journal keeps, newest first (default: {JOURNAL_ENTRIES})",
+    )
+    parser.add_argument(
+        "--journal-max-bytes",
+        type=_positive_int,
+        metavar="BYTES",
+        default=JOURNAL_BYTES,
+        help=f"approximate size the journal keeps (default: {JOURNAL_BYTES} = 24 MiB)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -216,4 +238,6 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         resource_ttl=args.resource_ttl,
         max_resources=args.max_resources,
         signing_secret=args.signing_secret,
+        journal_max_entries=args.journal_max_entries,
+        journal_max_bytes=args.journal_max_bytes,
     )

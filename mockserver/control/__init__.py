@@ -1,8 +1,8 @@
 """The control API under ``/_mock/``: what tests use to steer the mock (described in specs/control.yaml).
 
 Modules: ``base`` (what every route shares: the app key, JSON errors, parsing), ``state`` (providers, reset,
-clock, journal, files), ``faults``, ``webhooks``, ``accounts`` (accounts and keys). Route modules import
-``base`` only, never each other.
+clock, journal, files), ``faults``, ``webhooks``, ``accounts`` (accounts and keys), ``ops`` (metrics, health).
+Route modules import ``base`` only, never each other.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from aiohttp import web
 from mockserver.control.accounts import ACCOUNT_ROUTES
 from mockserver.control.base import MOCK, guarded, unrouted
 from mockserver.control.faults import FAULT_ROUTES
+from mockserver.control.ops import OPS_ROUTES
 from mockserver.control.state import STATE_ROUTES
 from mockserver.control.webhooks import WEBHOOK_ROUTES
 from mockserver.core.cors import CATCH_ALL, add_fallback
 from mockserver.mock import Mock
 
-ROUTES = [*STATE_ROUTES, *FAULT_ROUTES, *WEBHOOK_ROUTES, *ACCOUNT_ROUTES]
+ROUTES = [*STATE_ROUTES, *FAULT_ROUTES, *WEBHOOK_ROUTES, *ACCOUNT_ROUTES, *OPS_ROUTES]
 """Every control route, relative to ``/_mock``."""
 
 

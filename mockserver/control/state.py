@@ -13,6 +13,12 @@ MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600
 """One clock advance moves at most ten years: far beyond any test, and far from the year 9999 where dates
 stop being representable (providers format the clock as dates)."""
 _DIGITS = re.compile(r"[0-9]+")
+PAGE_SIZE = 100
+"""Journal entries in a page when ``limit`` is not given."""
+MAX_PAGE_SIZE = 1000
+"""Largest ``limit``: one read never builds more than a bounded answer (a larger one is a 400)."""
+MAX_CURSOR = 2**53
+"""Largest cursor accepted (ids are counters; JSON readers keep integers exact up to here)."""
 
 
 async def providers(request: web.Request) -> web.Response:
@@ -68,14 +74,34 @@ async def advance_clock(request: web.Request) -> web.Response:
 
 
 async def requests_journal(request: web.Request) -> web.Response:
-    """``GET /_mock/requests?provider=&limit=``: the request journal, oldest first."""
-    provider = request.query.get("provider")
-    limit_text = request.query.get("limit")
-    # ASCII digits only: str.isdigit() also accepts digits int() cannot read, such as '²'.
-    if limit_text is not None and (not _DIGITS.fullmatch(limit_text) or int(limit_text) < 1):
-        raise ControlError(400, "'limit' must be a positive integer")
-    entries = mock_of(request).journal.entries(provider, int(limit_text) if limit_text else None)
-    return json_reply({"requests": entries})
+    """``GET /_mock/requests?provider=&limit=&after=&before=``: one page of the request journal, oldest first.
+
+    Without a cursor, the newest ``limit`` entries; ``next`` (a path, or null) reads the page after it:
+    ``before`` goes to older entries, ``after`` (``after=0``: from the oldest) to newer ones (up to
+    ``before`` when both are given).
+    """
+    limit = _query_int(request, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+    after = _query_int(request, "after", minimum=0)
+    before = _query_int(request, "before", minimum=1)
+    entries, cursor = mock_of(request).journal.page(
+        request.query.get("provider"), limit or PAGE_SIZE, after=after, before=before
+    )
+    following = None
+    if cursor is not None:
+        following = str(request.rel_url.update_query({"after" if after is not None else "before": cursor}))
+    return json_reply({"requests": entries, "next": following})
+
+
+def _query_int(request: web.Request, name: str, *, minimum: int, maximum: int = MAX_CURSOR) -> int | None:
+    """An optional integer query parameter in range; anything else is a 400."""
+    text = request.query.get(name)
+    if text is None:
+        return None
+    # ASCII digits only (str.isdigit() also accepts digits int() cannot read, such as '²'), and not so many
+    # that int() refuses them.
+    if not _DIGITS.fullmatch(text) or len(text) > len(str(maximum)) or not minimum <= int(text) <= maximum:
+        raise ControlError(400, f"'{name}' must be an integer from {minimum} to {maximum}")
+    return int(text)
 
 
 async def violations(request: web.Request) -> web.Response:

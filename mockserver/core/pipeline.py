@@ -44,7 +44,7 @@ from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
 from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
-from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError
+from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError, StateError
 
 log = logging.getLogger("mockserver")
 
@@ -244,8 +244,10 @@ class ProviderService:
                 error = exc
             except ClientGone:
                 return self._gone(request, plan, started)
-            except Exception:
+            except Exception as exc:
                 log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
+                if isinstance(exc, StateError):
+                    self.services.store.errors += 1
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
         if self._cors and (origin := headers.get("Origin")):
             extra.update(cors.response_headers(self.services.settings, origin))
@@ -287,15 +289,19 @@ class ProviderService:
     ) -> web.StreamResponse:
         op = plan.operation
         declared = plan.declared(200)
-        return await send_events(
-            request,
-            reply,
-            headers=extra,
-            schema=declared.events if declared else None,
-            tokens_per_second=self.services.settings.tokens_per_second,
-            cut_after=fault.cut_after_events if fault else None,
-            on_violation=lambda problem: self._violation(op, 200, problem),
-        )
+        self.journal.open_streams += 1
+        try:
+            return await send_events(
+                request,
+                reply,
+                headers=extra,
+                schema=declared.events if declared else None,
+                tokens_per_second=self.services.settings.tokens_per_second,
+                cut_after=fault.cut_after_events if fault else None,
+                on_violation=lambda problem: self._violation(op, 200, problem),
+            )
+        finally:
+            self.journal.open_streams -= 1
 
     def _respond(
         self,

@@ -163,13 +163,21 @@ def read_seed_files(
 
 
 class Store:
-    """All providers' state; ``reset`` restores the seed exactly."""
+    """All providers' state, in memory; ``reset`` restores the seed exactly."""
+
+    backend = "memory"
 
     def __init__(self, seeds: dict[str, Any], retention: Retention) -> None:
         self._seeds = seeds
         self._retention = retention
         self.providers: dict[str, ProviderState] = {}
+        self.errors = 0
+        """``StateError``s met since start (the metrics' state errors; the memory backend raises none)."""
         self.reset()
+
+    async def health(self) -> dict[str, Any]:
+        """The state check of ``GET /_mock/health`` (``core.health.HealthCheck``): memory is always up."""
+        return {"backend": self.backend, "status": "ok"}
 
     def reset(self) -> None:
         """Drop everything requests created and reload the seed."""

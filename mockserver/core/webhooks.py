@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,6 +57,8 @@ EXCERPT_BYTES = 512
 DeliveryStatus = Literal["pending", "succeeded", "failed", "refused"]
 ViolationSink = Callable[[str, str, str], None]
 """Called with (provider, event, problem) when a payload breaks its spec."""
+ATTEMPT_OUTCOMES = ("delivered", "rejected", "failed")
+"""What an attempt got (counted for the metrics): a 2xx, another status, no answer (unreachable...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,11 @@ class Attempt:
     """The first ``EXCERPT_BYTES`` of the receiver's reply (None when none came)."""
     refused: bool = False
     """The policy refused the target: no connection was made."""
+
+    @property
+    def outcome(self) -> str:
+        """One of ``ATTEMPT_OUTCOMES``."""
+        return "delivered" if self.error is None else "rejected" if self.status is not None else "failed"
 
 
 @dataclass(slots=True)
@@ -189,6 +197,8 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._progress = asyncio.Event()
         self._counter = 0
+        self.attempt_outcomes: Counter[str] = Counter()
+        """Attempts made since start, by outcome (never reset: the metrics read it)."""
 
     # -- configuration and lifecycle --------------------------------------------------------------
 
@@ -331,6 +341,7 @@ class WebhookDispatcher:
         while delivery.status == "pending":
             await self._wait_until_due(delivery)
             attempt = await self._attempt(delivery)
+            self.attempt_outcomes[attempt.outcome] += 1
             made = len(delivery.attempts) + 1 - delivery.series_start
             if attempt.error is None:
                 delivery.status = "succeeded"

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
@@ -21,6 +22,8 @@ from mockserver.testing.server import ServerThread
 from mockserver.testing.webhooks import verify_signature
 
 DEFAULT_TIMEOUT = 10.0
+JOURNAL_PAGE = 1000
+"""Journal entries read per request when following its pages (the control API's largest page)."""
 
 
 @functools.cache
@@ -249,11 +252,27 @@ class MockControl:
     # journal and violations
 
     def journal(self, provider: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Answered requests, oldest first: method, path, operation_id, status, latency (no keys, bodies)."""
-        params = {k: v for k, v in {"provider": provider, "limit": limit}.items() if v is not None}
-        query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
-        entries: list[dict[str, Any]] = self.control("GET", f"/requests{query}")["requests"]
-        return entries
+        """Answered requests, oldest first: method, path, operation_id, status, latency (no keys, bodies).
+
+        Every page is read: all the journal keeps, or its newest ``limit`` entries.
+        """
+        params: dict[str, str] = {"provider": provider} if provider else {}
+        if limit is None:
+            params["after"] = "0"  # forwards from the oldest entry
+        pages: list[list[dict[str, Any]]] = []
+        count = 0
+        while limit is None or count < limit:
+            size = JOURNAL_PAGE if limit is None else min(JOURNAL_PAGE, limit - count)
+            answer = self.control("GET", "/requests?" + urlencode({**params, "limit": size}))
+            pages.append(answer["requests"])
+            count += len(answer["requests"])
+            if not answer.get("next"):
+                break
+            # The cursor as the mock wrote it ('after' forwards, 'before' backwards to older entries).
+            params.update(parse_qsl(urlsplit(answer["next"]).query))
+        if limit is not None:
+            pages.reverse()  # read newest page first
+        return [entry for page in pages for entry in page]
 
     def violations(self) -> list[dict[str, Any]]:
         """Responses the mock sent outside its own spec (empty unless the mock has a bug)."""

@@ -177,6 +177,8 @@ def test_bad_provider_exits_2() -> None:
         (["--rate-limit", "many"], "--rate-limit"),
         (["--tokens-per-second", "-1"], "must be greater than 0"),
         (["--job-speed", "0"], "must be greater than 0"),
+        (["--journal-max-entries", "0"], "must be greater than 0"),
+        (["--journal-max-bytes", "-5"], "must be greater than 0"),
         (["--response-validation", "sometimes"], "invalid choice"),
         (["--port", "http"], "--port"),
         (["--unknown-flag"], "unrecognized arguments"),

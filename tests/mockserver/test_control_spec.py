@@ -191,9 +191,27 @@ def test_journal_and_violations(mock: Any) -> None:
     newest = control(mock, "GET", f"/requests?provider={PAHLAVAN}&limit=1")["requests"]
     assert newest == entries[-1:]
     assert control(mock, "GET", "/requests?provider=nowhere")["requests"] == []
-    for limit in ("0", "-1", "x", "%C2%B2", "1.5"):  # '²' passes str.isdigit() but not int()
+    for limit in ("0", "-1", "x", "%C2%B2", "1.5", "1001"):  # '²' passes str.isdigit() but not int()
         error(mock, "GET", f"/requests?limit={limit}", status=400, code="invalid_request")
+    page = control(mock, "GET", f"/requests?provider={PAHLAVAN}&after=0&limit=1")
+    assert page["requests"] == entries[:1]
+    following = control(mock, "GET", page["next"].removeprefix("/_mock"))
+    assert following["requests"] == entries[1:]
+    assert following["next"] is None
     assert control(mock, "GET", "/violations") == {"violations": []}
+
+
+def test_metrics_and_health(mock: Any) -> None:
+    assert mock.get(PAHLAVAN, "/api/v1/models").status_code == 200
+    metrics = control(mock, "GET", "/metrics")
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    assert (
+        'mockserver_requests_total{operation="listModels",provider="pahlavan",status="200"}' in metrics.text
+    )
+    assert control(mock, "GET", "/health") == {
+        "status": "ok",
+        "checks": {"state": {"backend": "memory", "status": "ok"}},
+    }
 
 
 def test_faults(mock: Any) -> None:
