@@ -40,7 +40,8 @@ class MockCollector(Collector):
         attempts = CounterMetricFamily(
             "mockserver_webhook_attempts",
             "Webhook delivery attempts by outcome: delivered (2xx), rejected (another status), "
-            "failed (no answer: refused, unreachable, timed out).",
+            "failed (no answer: connection refused, unreachable, timed out), refused (the webhook policy "
+            "refused the target: no connection made).",
             labels=["outcome"],
         )
         counted = self._webhooks.attempt_outcomes

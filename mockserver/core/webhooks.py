@@ -57,7 +57,7 @@ EXCERPT_BYTES = 512
 DeliveryStatus = Literal["pending", "succeeded", "failed", "refused"]
 ViolationSink = Callable[[str, str, str], None]
 """Called with (provider, event, problem) when a payload breaks its spec."""
-ATTEMPT_OUTCOMES = ("delivered", "rejected", "failed")
+ATTEMPT_OUTCOMES = ("delivered", "rejected", "failed", "refused")
 """What an attempt got (counted for the metrics): a 2xx, another status, no answer (unreachable...)."""
 
 
@@ -121,6 +121,8 @@ class Attempt:
     @property
     def outcome(self) -> str:
         """One of ``ATTEMPT_OUTCOMES``."""
+        if self.refused:
+            return "refused"
         return "delivered" if self.error is None else "rejected" if self.status is not None else "failed"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +19,6 @@ from mockserver.testing.webhooks import WebhookReceiver
 SPACEAI = "spaceai"
 ARTIFICIAL = "artificialstudio"
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Write a very long story about the sea"}]}
-UNREACHABLE_HOOK = "http://webhook.invalid/hook"
-"""Outside the test servers' allowed webhook hosts: every attempt fails at once, without a connection."""
 PAST_ANY_JOB = 3600
 PAST_ANY_BACKOFF = RetryPolicy().cap_seconds + 1
 
@@ -120,8 +119,13 @@ def test_metrics_count_the_streams_open_now(start_mock: Any) -> None:
 
 def test_metrics_count_webhook_attempts_by_outcome(start_mock: Any) -> None:
     mock = start_mock(providers=(ARTIFICIAL,))
-    with WebhookReceiver(statuses=[500]) as receiver:
-        for hook in (receiver.url, UNREACHABLE_HOOK):
+    port = mock.base_url.rsplit(":", 1)[1]
+    # A name resolving to the mock itself: refused at delivery by the webhook policy, no connection made.
+    itself = f"http://localhost:{port}/_mock/reset"
+    with WebhookReceiver(statuses=[500]) as receiver, socket.socket() as held:
+        held.bind(("127.0.0.1", 0))  # bound but not listening: every attempt fails at once
+        unreachable = f"http://127.0.0.1:{held.getsockname()[1]}/hook"
+        for hook in (receiver.url, unreachable, itself):
             body = {"tool": "create-image", "input": {"prompt": "a lighthouse"}, "webhook": hook}
             assert mock.post(ARTIFICIAL, "/api/run", json=body).status_code == 200
         mock.advance(PAST_ANY_JOB)
@@ -131,13 +135,19 @@ def test_metrics_count_webhook_attempts_by_outcome(start_mock: Any) -> None:
             mock.advance(PAST_ANY_BACKOFF)
         assert {d["url"]: d["status"] for d in mock.webhooks()} == {
             receiver.url: "succeeded",
-            UNREACHABLE_HOOK: "failed",
+            unreachable: "failed",
+            itself: "refused",
         }
         assert len(receiver.received) == 2
     attempts = values(
         scrape(mock)["mockserver_webhook_attempts"], "mockserver_webhook_attempts_total", "outcome"
     )
-    assert attempts == {("delivered",): 1, ("rejected",): 1, ("failed",): RetryPolicy().max_attempts}
+    assert attempts == {
+        ("delivered",): 1,
+        ("rejected",): 1,
+        ("failed",): RetryPolicy().max_attempts,
+        ("refused",): 1,
+    }
 
 
 def test_state_errors_are_counted_and_answered_as_the_providers_500(start_mock: Any) -> None:
