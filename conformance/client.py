@@ -22,7 +22,8 @@ import requests
 
 REDACTED = "[REDACTED]"
 SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
-TOKEN_CHARS = r"A-Za-z0-9_.~\-"
+WORD = r"A-Za-z0-9_~\-"
+TOKEN_CHARS = WORD + "."
 """Characters that continue a key-like token: a secret next to one of them is part of a longer word."""
 MIN_SECRET_IN_TEXT = 8
 """Secrets shorter than this are redacted where they are carried (headers, URLs, bodies), not in prose."""
@@ -76,7 +77,8 @@ def _whole(secrets: list[str]) -> re.Pattern[str] | None:
     if not secrets:
         return None
     alternatives = "|".join(re.escape(s) for s in secrets)
-    return re.compile(f"(?<![{TOKEN_CHARS}])(?:{alternatives})(?![{TOKEN_CHARS}])")
+    # A dot continues a token only when a token character follows (a key may end a sentence).
+    return re.compile(f"(?<![{TOKEN_CHARS}])(?:{alternatives})(?![{WORD}]|\\.[{WORD}])")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
