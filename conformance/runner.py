@@ -87,8 +87,9 @@ def build_config(ctx: Context, checks: list[str]) -> dict[str, Any]:
         "generation": {
             "mode": "all",
             "max-examples": settings.max_examples,
-            # The example database lives in the user cache (or --hypothesis-database), never the cwd.
-            "database": str(settings.hypothesis_home / "examples"),
+            # The example database lives in the user cache (or --hypothesis-database), never the cwd; a seeded
+            # run uses none, so that it reproduces exactly whatever earlier runs found.
+            "database": "none" if settings.seed is not None else str(settings.hypothesis_home / "examples"),
             "deterministic": settings.seed is not None,
         },
         "phases": phases,
