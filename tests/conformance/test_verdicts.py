@@ -5,10 +5,12 @@ Each test runs the command line over real HTTP against the embedded mock (shared
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -206,3 +208,40 @@ def test_hypothesis_writes_to_the_user_cache_never_the_working_directory(tmp_pat
     assert chosen.is_dir()
     assert any(chosen.iterdir())
     assert list(cwd.iterdir()) == []
+
+
+# -- finding 7: no silent stretch -------------------------------------------------------------------------
+
+SILENCE = 2.0
+"""Longest a run may stay silent on a piped stderr (the display prints a status line every second)."""
+
+
+def test_progress_on_a_pipe_is_never_silent_for_more_than_2_s(tmp_path: Path) -> None:
+    argv = ["--against-mock", "--provider", "modelstudio", "--thorough", "--seed", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conformance", *argv],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    stamped: list[tuple[float, str]] = []
+    for line in process.stderr:  # read as the lines come, each stamped on arrival
+        stamped.append((time.monotonic(), line.rstrip("\n")))
+    ended = time.monotonic()
+    assert process.wait(timeout=300) == 0, "\n".join(line for _, line in stamped[-20:])
+    times = [t for t, _ in stamped] + [ended]
+    gaps = [(b - a, stamped[i][1]) for i, (a, b) in enumerate(itertools.pairwise(times))]
+    longest = max(gaps)
+    assert longest[0] <= SILENCE, f"silent for {longest[0]:.1f} s after: {longest[1]}"
+    status = [line for _, line in stamped if re.search(r"requests, \d+ s, \d+ violations? so far$", line)]
+    assert any(line.startswith("[modelstudio] schemathesis ") for line in status), status
+    assert stamped[-1][1].startswith("RESULT: ")
+
+
+def test_quiet_prints_nothing_on_stderr(mock_target: Target, run_cli: Any) -> None:
+    code, _, err = run_cli(*mock_target.args("spaceai"), *FAST, "--checks", "envelope")
+    assert code == 0
+    assert err == ""
