@@ -3,9 +3,9 @@
 Real deployments sit behind reverse proxies and load balancers whose limits the spec cannot know: nginx and
 Apache refuse a request line or header line over 8 KB (``large_client_header_buffers 4 8k``,
 ``LimitRequestLine 8190``), aiohttp over 8190 bytes, Node.js a header block over 16 KB, and nginx a body over
-1 MB (``client_max_body_size``). Such a refusal (414, 431, or a 400/413 that is not the provider's JSON
-envelope, on a request over those limits) is reported as a warning naming the limit, never as the API's
-violation.
+1 MB (``client_max_body_size``); nginx also answers ``TRACE`` itself, with its own 405 page. Such a refusal
+(a 414 or 431, a 400 or 413 on a request over those limits, a 405 to TRACE; in each case not the provider's
+JSON envelope) is reported as a warning naming the limit, never as the API's violation.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ HEADERS_LIMIT = 16_000
 BODY_LIMIT = 1024 * 1024
 """Bytes of body above which a default nginx refuses (``client_max_body_size 1m``)."""
 TOO_LONG = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
+FRONT_END_METHODS = frozenset({"TRACE", "CONNECT"})
+"""Methods that front ends answer themselves (nginx refuses TRACE with its own 405 page)."""
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
 
 
@@ -56,26 +58,27 @@ def refusal(
     media_type: str,
     content: bytes,
 ) -> str | None:
-    """A warning when an answer is a front end refusing an over-long request, else ``None``."""
-    if status not in (400, 413, 414, 431):
-        return None
-    declared = operation is not None and str(status) in operation.raw.get("responses", {})
-    if declared and _envelope(spec, media_type, content):
+    """A warning when an answer is a front end's refusal, not the API's (``None`` when it is the API's)."""
+    if status not in (400, 405, 413, 414, 431):
         return None
     method, url, headers, body = request
     line, longest, block, size = request_sizes(method, url, headers, body)
-    where = operation.label if operation is not None else f"{method} {urlsplit(url).path}"
-    sizes = f"{line:,}-byte request line, {block:,} bytes of headers, {size:,}-byte body"
-    if status in TOO_LONG and not declared:
+    shown = media_type or "without a content type"
+    if status == 405 and method.upper() in FRONT_END_METHODS:
+        limit = f"{method.upper()} answered 405 {shown}: a front end refuses the method itself (nginx: TRACE)"
+    elif status in TOO_LONG and str(status) not in (operation.raw.get("responses", {}) if operation else {}):
         limit = f"{status} {TOO_LONG[status]}: a front end limits request lines or headers (commonly 8 KB)"
     elif status == 413 and size > BODY_LIMIT:
         limit = "413 on a body over 1 MB: a front end limits bodies (nginx client_max_body_size 1m)"
     elif status == 400 and (line > LINE_LIMIT or longest > LINE_LIMIT or block > HEADERS_LIMIT):
         limit = (
-            f"400 {media_type or 'without a content type'}, not the API's envelope, on a request over the "
-            "8 KB line limit of common front ends (nginx large_client_header_buffers, Apache "
-            "LimitRequestLine, aiohttp 8190 bytes)"
+            f"400 {shown}, not the API's envelope, on a request over the 8 KB line limit of common front "
+            "ends (nginx large_client_header_buffers, Apache LimitRequestLine, aiohttp 8190 bytes)"
         )
     else:
         return None
+    if _envelope(spec, media_type, content):
+        return None  # the API's own answer: judged like any other
+    where = operation.label if operation is not None else f"{method} {urlsplit(url).path}"
+    sizes = f"{line:,}-byte request line, {block:,} bytes of headers, {size:,}-byte body"
     return f"{where}: {limit} [{sizes}]; not counted as a violation"
