@@ -20,6 +20,7 @@ from conformance.runner import SchemaRun, schema_check_ids
 from conformance.settings import Settings
 from conformance.spec import OperationInfo, SpecInfo
 from conformance.webhook_receiver import WebhookReceiver
+from mockserver.core.spec import resolve
 
 Progress = Callable[[str], None]
 PREFLIGHT_ID = "conformance-preflight"
@@ -76,9 +77,18 @@ def _preflight(ctx: Context) -> str | None:
     return None
 
 
+def _takes_a_model(spec: SpecInfo) -> bool:
+    """Whether any request body names a model (``model`` or ``model_id``)."""
+    for op in spec.operations:
+        schema = resolve(spec.document, spec.request_schema(op) or {})
+        if {"model", "model_id"} & set(schema.get("properties", {})):
+            return True
+    return False
+
+
 def _notes(ctx: Context) -> list[str]:
     """What the user must know before the results: checks that need a model id the run cannot find."""
-    if ctx.settings.models or ctx.spec.has("listModels") or ctx.models():
+    if ctx.settings.models or ctx.spec.has("listModels") or not _takes_a_model(ctx.spec) or ctx.models():
         return []
     return [
         "the API cannot list its models and the spec gives no usable model id: pass --model ID "
