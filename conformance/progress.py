@@ -66,7 +66,7 @@ class Progress:
         """Print one event line now."""
         with self._lock:
             if self._live is not None:
-                self._live.console.print(Text(message))
+                self._live.console.print(Text(message), soft_wrap=True)
             else:
                 print(message, file=self.stream, flush=True)
                 self._last_line = time.monotonic()
