@@ -1,17 +1,20 @@
-"""The command line: parse options into settings, run the suite, print and write the reports, exit 0/1/2."""
+"""The command line: parse options into settings, run the suite, print and write the reports, exit 0/1/2/3."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from conformance.client import Redactor
+from conformance.progress import Progress
 from conformance.report import outcome_line, summary, write_junit, write_markdown
-from conformance.results import ProviderRun, exit_code
+from conformance.results import EXIT_ERROR, ProviderRun, exit_code
 from conformance.settings import (
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_MAX_REQUESTS,
@@ -22,7 +25,18 @@ from conformance.settings import (
 )
 from mockserver.resources import PROVIDER_IDS
 
-USAGE_ERROR = 2
+USAGE_ERROR = EXIT_ERROR
+EPILOG = """exit status:
+  0  every check that applies to the target ran, and none found a violation
+  1  at least one violation was found
+  2  a usage error, an unreachable target, or a refused API key (nothing to trust)
+  3  no violation, but some checks were not run; the RESULT line says which flag or fact each needs
+     (e.g. --allow-spend, --exhaust-rate-limit, --webhook-listen, --model); --thorough turns on all
+     but --model
+
+The last line of stdout is the verdict, e.g.
+  RESULT: no violations in 9 checks; 6 not run: 3 need --allow-spend, 1 needs --webhook-listen (exit 3)
+"""
 ENV_API_KEY = "CONFORMANCE_API_KEY"
 ENV_WEBHOOK_SECRET = "CONFORMANCE_WEBHOOK_SECRET"
 ENV_POOR_API_KEY = "CONFORMANCE_POOR_API_KEY"
@@ -59,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conformance",
         description="Check a deployment of one of the five AI-generation APIs against its OpenAPI spec.",
-        epilog="Exit status: 0 conforms, 1 violations found, 2 usage or connection error.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_argument_group("target")
     target.add_argument("--provider", choices=PROVIDER_IDS)
@@ -94,7 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument("--junit-xml", type=Path, metavar="PATH")
     output.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
-    output.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    output.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (live on a terminal, periodic lines otherwise)",
+    )
+    output.add_argument(
+        "--hypothesis-database",
+        type=Path,
+        metavar="PATH",
+        help="where Hypothesis keeps its example database (default: the user cache directory, "
+        "e.g. ~/.cache/aigen-contract/hypothesis; never the working directory)",
+    )
     scope = parser.add_argument_group("scope")
     scope.add_argument(
         "--checks",
@@ -151,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default) or also in fuzzing (full)",
     )
     safety.add_argument("--exhaust-rate-limit", action="store_true", help="provoke a 429 (burns quota)")
+    safety.add_argument(
+        "--thorough",
+        action="store_true",
+        help="run every check a CI job can: --allow-spend (minimal), --exhaust-rate-limit and a webhook "
+        "receiver (on a loopback target by itself, otherwise with --webhook-public-url); with "
+        "--against-mock, full spending",
+    )
     hooks = parser.add_argument_group("webhooks")
     hooks.add_argument("--webhook-listen", type=_listen, metavar="HOST:PORT", help="run a webhook receiver")
     hooks.add_argument("--webhook-public-url", metavar="URL", help="where the target reaches the receiver")
@@ -180,12 +213,43 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
         parser.error(f"{args.provider} needs --org-id: its paths are scoped to an organization")
     if not str(args.base_url).startswith(("http://", "https://")):
         parser.error("--base-url must be an http(s) URL")
+    if args.thorough:
+        _thorough(args, parser)
     return Settings(
         provider=args.provider,
         base_url=args.base_url,
         api_key=args.api_key,
         **_common(args, parser),
     )
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _thorough(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--thorough`` on a single target: minimal spend, the 429 probe, a webhook receiver."""
+    if args.allow_spend == "none":
+        args.allow_spend = "minimal"
+    args.exhaust_rate_limit = True
+    if args.webhook_listen is not None:
+        return
+    if _loopback(args.base_url):
+        args.webhook_listen = ("127.0.0.1", 0)
+    elif args.webhook_public_url:
+        # The receiver listens on every interface, on the public URL's port unless --webhook-listen says.
+        args.webhook_listen = ("0.0.0.0", urlsplit(args.webhook_public_url).port or 0)
+    else:
+        parser.error(
+            "--thorough on a target that is not on this machine needs --webhook-public-url URL (where the "
+            "target reaches this machine's webhook receiver; --webhook-listen HOST:PORT picks the local side)"
+        )
 
 
 def _common(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -213,11 +277,9 @@ def _common(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
         "phases": phases,
         "models": tuple(args.models),
         "progress": not args.quiet,
+        "thorough": args.thorough,
+        "hypothesis_database": args.hypothesis_database,
     }
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _finish(runs: list[ProviderRun], settings: Settings, secrets: tuple[str, ...]) -> int:
@@ -229,10 +291,10 @@ def _finish(runs: list[ProviderRun], settings: Settings, secrets: tuple[str, ...
         write_markdown(runs, settings.report, redact)
     for run in runs:
         if run.fatal:
-            print(redact(f"conformance: {run.provider}: {run.fatal}"), file=sys.stderr)
+            print(redact.text(f"conformance: {run.provider}: {run.fatal}"), file=sys.stderr)
     code = exit_code(runs)
     if settings.progress:
-        _progress(outcome_line(runs))
+        print(outcome_line(runs), file=sys.stderr, flush=True)
     return code
 
 
@@ -244,30 +306,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.against_mock:
             if args.base_url:
                 parser.error("--base-url does not go with --against-mock (the mock picks its own port)")
-            from conformance.mock_run import run_against_mock
-
             template = Settings(
                 provider=args.provider or "", base_url="", api_key="", **_common(args, parser)
             )
-            if args.list_checks:
-                return _list_checks(
-                    [
-                        template.with_changes(provider=p)
-                        for p in PROVIDER_IDS
-                        if not args.provider or p == args.provider
-                    ]
-                )
-            runs, secrets = run_against_mock(template, _progress if template.progress else None)
-            return _finish(runs, template, secrets)
-        settings = settings_from_args(args, parser)
+        else:
+            template = settings_from_args(args, parser)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else USAGE_ERROR
     if args.list_checks:
-        return _list_checks([settings])
-    from conformance.suite import run_provider
+        return _list_checks(
+            [
+                template.with_changes(provider=p)
+                for p in PROVIDER_IDS
+                if template.provider in ("", p) and (args.against_mock or p == template.provider)
+            ]
+        )
+    progress = Progress() if template.progress else None
+    if progress is not None:
+        progress.start()
+    try:
+        if args.against_mock:
+            from conformance.mock_run import run_against_mock
 
-    run = run_provider(settings, _progress if settings.progress else None)
-    return _finish([run], settings, settings.secrets())
+            if progress is not None:
+                progress("starting the embedded mock")
+            runs, secrets = run_against_mock(template, progress)
+        else:
+            from conformance.suite import run_provider
+
+            runs, secrets = [run_provider(template, progress)], template.secrets()
+    finally:
+        if progress is not None:
+            progress.stop()
+    return _finish(runs, template, secrets)
 
 
 def _list_checks(targets: list[Settings]) -> int:

@@ -8,6 +8,7 @@ to URLs under the target's base URL, and every text that leaves the suite goes t
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import threading
 import time
@@ -15,11 +16,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import requests
 
 REDACTED = "[REDACTED]"
 SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+WORD = r"A-Za-z0-9_~\-"
+TOKEN_CHARS = WORD + "."
+"""Characters that continue a key-like token: a secret next to one of them is part of a longer word."""
+MIN_SECRET_IN_TEXT = 8
+"""Secrets shorter than this are redacted where they are carried (headers, URLs, bodies), not in prose."""
 EXCERPT_BODY_CHARS = 800
 CURL_BODY_CHARS = 4000
 CURL_URL_CHARS = 1000
@@ -37,20 +44,41 @@ class BudgetExhausted(Exception):
 
 
 class Redactor:
-    """Removes secrets (the API key, a webhook secret) from any text."""
+    """Replaces whole secret values (the API key, a webhook secret) where they are carried.
+
+    A secret is replaced only where it stands whole, not inside a longer word or token (``x`` is not
+    redacted in ``exit``), so text around it is never corrupted. ``redactor(value)`` is for what carries
+    secrets: header values, URLs, request and response bodies of reproductions. ``redactor.text(prose)``
+    is for messages: there a secret shorter than ``MIN_SECRET_IN_TEXT`` characters cannot be told from an
+    ordinary word, and real keys are far longer.
+    """
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
-        # Longest first, so that a secret containing another is removed whole.
-        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        # Longest first, so that a secret containing another is removed whole; also their URL-encoded forms.
+        values = {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s, safe=""))}
+        self._secrets = sorted(values, key=len, reverse=True)
+        self._all = _whole(self._secrets)
+        self._long = _whole([s for s in self._secrets if len(s) >= MIN_SECRET_IN_TEXT])
 
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+    def __call__(self, value: str) -> str:
+        return self._all.sub(REDACTED, value) if self._all else value
+
+    def text(self, prose: str) -> str:
+        """Redact a message: only secrets long enough to be told from its words."""
+        return self._long.sub(REDACTED, prose) if self._long else prose
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with credential headers masked whole and secrets removed from the rest."""
         return {k: REDACTED if k.lower() in SENSITIVE_HEADERS else self(str(v)) for k, v in headers.items()}
+
+
+def _whole(secrets: list[str]) -> re.Pattern[str] | None:
+    """A pattern matching any of the secrets where it stands whole (not inside a longer token)."""
+    if not secrets:
+        return None
+    alternatives = "|".join(re.escape(s) for s in secrets)
+    # A dot continues a token only when a token character follows (a key may end a sentence).
+    return re.compile(f"(?<![{TOKEN_CHARS}])(?:{alternatives})(?![{WORD}]|\\.[{WORD}])")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -233,7 +261,7 @@ def response_excerpt(
     for name in EXCERPT_HEADERS:
         value = _header(headers, name)
         if value is not None:
-            lines.append(f"{name}: {value}")
+            lines.append(f"{name}: {redact(value)}")
     if events is not None:
         shown = events[:6]
         body = "\n".join(f"data: {e[:200]}" for e in shown)
@@ -244,8 +272,8 @@ def response_excerpt(
         if len(content) > EXCERPT_BODY_CHARS:
             body += f"... ({len(content)} bytes in all)"
     if body:
-        lines += ["", body]
-    return redact("\n".join(lines))
+        lines += ["", redact(body)]
+    return "\n".join(lines)
 
 
 def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.client import Exchange, HttpClient, Redactor, RequestGuard
+from conformance.infra import refusal
 from conformance.profiles import Profile
 from conformance.results import Violation
 from conformance.settings import Settings
@@ -21,7 +22,15 @@ _PLACEHOLDER = re.compile(r"[<>]|^your_|example")
 
 
 class Skip(Exception):
-    """A check does not apply (or is not allowed); the message says why."""
+    """A check cannot run: the message says why, ``needs`` the flag that helps."""
+
+    def __init__(self, message: str, needs: str | None = None) -> None:
+        super().__init__(message)
+        self.needs = needs
+
+
+class NotApplicable(Skip):
+    """A check does not apply to this target's spec: not counted as run or as not run."""
 
 
 @dataclass(slots=True)
@@ -41,14 +50,30 @@ class Context:
     cache: dict[str, Any] = field(default_factory=dict)
     """Results one check computes and another reuses (e.g. the streamed and plain chat answers)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    warnings: list[str] = field(default_factory=list)
+    """What is worth telling but is not the target's violation (a proxy refusing an over-long request)."""
 
     # -- evidence -----------------------------------------------------------------------------------
 
     def observe(self, operation: OperationInfo | None, exchange: Exchange) -> None:
-        """Keep a response schemathesis received."""
+        """Keep a response schemathesis received (not one a front end sent: that is only a warning)."""
+        if self.refused(operation, exchange):
+            return
         with self.lock:
             if len(self.observed) < MAX_OBSERVED:
                 self.observed.append((operation, exchange))
+
+    def refused(self, operation: OperationInfo | None, exchange: Exchange) -> bool:
+        """Whether a front end refused this request as over-long (warned once per operation and status)."""
+        request = (exchange.method, exchange.url, exchange.request_headers, exchange.request_body)
+        found = refusal(self.spec, operation, request, exchange.status, exchange.media_type, exchange.content)
+        if found is None:
+            return False
+        with self.lock:
+            key = found.split(" [", 1)[0]
+            if not any(w.startswith(key) for w in self.warnings):
+                self.warnings.append(self.redact.text(found))
+        return True
 
     def violation(
         self,
@@ -64,8 +89,8 @@ class Context:
             pointer = operation.response_pointer(exchange.status) if exchange else operation.pointer
         return Violation(
             check=check,
-            operation=self.redact(label),
-            message=self.redact(message),
+            operation=self.redact.text(label),
+            message=self.redact.text(message),
             request=exchange.curl(self.redact) if exchange else None,
             response=exchange.excerpt(self.redact) if exchange else None,
             location=self.spec.location(pointer) if pointer else None,
@@ -76,14 +101,14 @@ class Context:
     def require_spend(self, what: str) -> None:
         """Skip unless ``--allow-spend`` was given."""
         if self.settings.spend == "none":
-            raise Skip(f"spending needed for {what}: run with --allow-spend")
+            raise Skip(f"spending needed for {what}: run with --allow-spend", needs="--allow-spend")
 
     def require_operations(self, *operation_ids: str) -> list[OperationInfo]:
         """The operations a check needs, or skip when the spec lacks any of them."""
         found = [self.spec.operation(op) for op in operation_ids]
         missing = [op for op, info in zip(operation_ids, found, strict=True) if info is None]
         if missing:
-            raise Skip(f"the spec has no {', '.join(missing)} operation")
+            raise NotApplicable(f"the spec has no {', '.join(missing)} operation")
         return [info for info in found if info is not None]
 
     # -- requests -----------------------------------------------------------------------------------
@@ -146,5 +171,5 @@ class Context:
         models = self.models(kind)
         if not models:
             what = f"{kind} model" if kind else "model"
-            raise Skip(f"no {what} id is known for this target: pass --model")
+            raise Skip(f"no {what} id is known for this target: pass --model", needs="--model")
         return models[0]

@@ -1,7 +1,9 @@
-"""``--against-mock``: start the embedded mock and check every provider it serves, with spending allowed.
+"""``--against-mock``: start the embedded mock and check every provider it serves.
 
-The mock is free, so costly operations are fuzzed too (``spend="full"``), the rate limit is exhausted, and a
-webhook receiver listens on a free loopback port. Base URLs, keys, organizations and models come from
+The options apply as they would to any target, so a run without flags skips what a default run skips (and
+exits 3). With ``--thorough`` the mock, being free and local, gets everything: costly operations are fuzzed
+too (``spend="full"``), the rate limit is exhausted, and a webhook receiver listens on a free loopback port.
+Base URLs, keys, organizations and models come from
 ``GET /_mock/providers``; webhook signing secrets from ``GET /_mock/webhooks/secrets`` when the mock has it.
 A seeded key named ``poor`` in a provider's ``extra_keys`` (an account with a nearly empty wallet) becomes the
 ``--poor-api-key`` of that provider's run.
@@ -41,9 +43,9 @@ def mock_targets(mock: EmbeddedMock, template: Settings) -> list[Settings]:
                 api_key=entry["api_key"],
                 org_id=entry.get("organization_id"),
                 models=template.models or _model_ids(entry.get("models") or []),
-                spend="full",
-                exhaust_rate_limit=True,
-                webhook_listen=template.webhook_listen or (LOOPBACK, 0),
+                spend="full" if template.thorough else template.spend,
+                exhaust_rate_limit=template.exhaust_rate_limit or template.thorough,
+                webhook_listen=template.webhook_listen or ((LOOPBACK, 0) if template.thorough else None),
                 webhook_secret=template.webhook_secret or secrets.get(entry["id"]),
                 poor_api_key=template.poor_api_key or (entry.get("extra_keys") or {}).get(POOR_KEY_NAME),
             )

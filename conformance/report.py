@@ -10,15 +10,23 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from conformance.client import Redactor
-from conformance.results import CheckResult, ProviderRun, Status, Violation, exit_code
+from conformance.results import CheckResult, ProviderRun, Status, Violation, verdict
 
-MARKS = {Status.PASS: "pass", Status.FAIL: "FAIL", Status.SKIP: "skip", Status.ERROR: "ERROR"}
+MARKS = {
+    Status.PASS: "pass",
+    Status.FAIL: "FAIL",
+    Status.SKIP: "skip",
+    Status.ERROR: "ERROR",
+    Status.NA: "n/a",
+}
 
 
 def check_line(result: CheckResult) -> str:
     """``FAIL  schema.response_schema_conformance  2 violations; 412 responses checked (1.2 s)``."""
     found = len(result.violations) + result.omitted
     parts = [f"{found} violation{'s' if found != 1 else ''}"] if found else []
+    if result.needs and result.needs not in result.detail:
+        parts.append(f"needs {result.needs}")
     if result.detail:
         parts.append(result.detail)
     tail = f"  {'; '.join(parts)}" if parts else ""
@@ -48,15 +56,8 @@ def violations_text(result: CheckResult) -> str:
 
 
 def outcome_line(runs: list[ProviderRun]) -> str:
-    """The run's verdict in one line."""
-    code = exit_code(runs)
-    violations = sum(run.violations for run in runs)
-    failed = sum(1 for run in runs for r in run.results if r.status is Status.FAIL)
-    if code == 0:
-        return "RESULT: the target conforms (exit 0)"
-    if code == 1:
-        return f"RESULT: {violations} violation(s) in {failed} check(s) (exit 1)"
-    return "RESULT: the target could not be fully checked (exit 2)"
+    """The run's verdict in one line: what ran, passed and failed, and what was not run and why."""
+    return f"RESULT: {verdict(runs)}"
 
 
 def summary(runs: list[ProviderRun], redact: Redactor) -> str:
@@ -69,7 +70,9 @@ def summary(runs: list[ProviderRun], redact: Redactor) -> str:
         )
         if run.fatal:
             lines.append(f"ERROR {run.fatal}")
+        lines += [f"note: {note}" for note in run.notes]
         lines += [check_line(result) for result in run.results]
+        lines += [f"warning: {warning}" for warning in run.warnings]
         violations = [v for result in run.results for v in result.violations]
         if violations:
             lines.append("")
@@ -78,7 +81,7 @@ def summary(runs: list[ProviderRun], redact: Redactor) -> str:
                 lines += _violation_lines(number, violation)
         lines.append("")
     lines.append(outcome_line(runs))
-    return redact("\n".join(lines))
+    return redact.text("\n".join(lines))
 
 
 def write_junit(runs: list[ProviderRun], path: Path, redact: Redactor) -> None:
@@ -89,7 +92,7 @@ def write_junit(runs: list[ProviderRun], path: Path, redact: Redactor) -> None:
         counts = {status: 0 for status in Status}
         if run.fatal:
             case = ET.SubElement(suite, "testcase", classname=f"conformance.{run.provider}", name="reachable")
-            ET.SubElement(case, "error", message=redact(run.fatal))
+            ET.SubElement(case, "error", message=redact.text(run.fatal))
             counts[Status.ERROR] += 1
         for result in run.results:
             counts[result.status] += 1
@@ -103,19 +106,26 @@ def write_junit(runs: list[ProviderRun], path: Path, redact: Redactor) -> None:
             if result.status is Status.FAIL:
                 found = len(result.violations) + result.omitted
                 failure = ET.SubElement(
-                    case, "failure", message=redact(f"{found} violation(s)"), type="violation"
+                    case, "failure", message=redact.text(f"{found} violation(s)"), type="violation"
                 )
-                failure.text = redact(violations_text(result))
+                failure.text = redact.text(violations_text(result))
             elif result.status is Status.SKIP:
-                ET.SubElement(case, "skipped", message=redact(result.detail))
+                why = f"not run, needs {result.needs}: " if result.needs else "not run: "
+                ET.SubElement(case, "skipped", message=redact.text(why + result.detail), type="not-run")
+            elif result.status is Status.NA:
+                message = redact.text(f"does not apply: {result.detail}")
+                ET.SubElement(case, "skipped", message=message, type="not-applicable")
             elif result.status is Status.ERROR:
-                ET.SubElement(case, "error", message=redact(result.detail))
+                ET.SubElement(case, "error", message=redact.text(result.detail))
             elif result.detail:
-                ET.SubElement(case, "system-out").text = redact(result.detail)
+                ET.SubElement(case, "system-out").text = redact.text(result.detail)
         suite.set("tests", str(sum(counts.values())))
         suite.set("failures", str(counts[Status.FAIL]))
         suite.set("errors", str(counts[Status.ERROR]))
-        suite.set("skipped", str(counts[Status.SKIP]))
+        suite.set("skipped", str(counts[Status.SKIP] + counts[Status.NA]))
+        if run.notes or run.warnings:
+            text = [f"note: {n}" for n in run.notes] + [f"warning: {w}" for w in run.warnings]
+            ET.SubElement(suite, "system-out").text = redact.text("\n".join(text))
         suite.set("time", f"{run.duration:.3f}")
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,12 +157,17 @@ def markdown(runs: list[ProviderRun], redact: Redactor) -> str:
         if run.fatal:
             lines += [f"**Could not run:** {run.fatal}", ""]
             continue
+        lines += [f"**Note:** {note}" for note in run.notes] + ([""] if run.notes else [])
         lines += ["| check | result | detail |", "|---|---|---|"]
         for result in run.results:
             found = len(result.violations) + result.omitted
             detail = f"{found} violation(s); {result.detail}" if found else result.detail
+            if result.needs and result.needs not in detail:
+                detail = f"needs {result.needs}; {detail}"
             lines.append(f"| `{result.check}` | {MARKS[result.status]} | {_cell(detail)} |")
         lines.append("")
+        if run.warnings:
+            lines += ["Warnings (not violations):", ""] + [f"- {_cell(w)}" for w in run.warnings] + [""]
         for result in run.results:
             for number, violation in enumerate(result.violations, 1):
                 lines += [
@@ -169,7 +184,7 @@ def markdown(runs: list[ProviderRun], redact: Redactor) -> str:
                     lines += ["Response:", "", _fence(violation.response), ""]
             if result.omitted:
                 lines += [f"_{result.omitted} more {result.check} violation(s) not listed._", ""]
-    return redact("\n".join(lines))
+    return redact.text("\n".join(lines))
 
 
 def write_markdown(runs: list[ProviderRun], path: Path, redact: Redactor) -> None:

@@ -20,6 +20,7 @@ from schemathesis.engine import events, from_schema
 from conformance.checks import MAX_LISTED_VIOLATIONS
 from conformance.client import Exchange, curl_command, response_excerpt
 from conformance.context import Context
+from conformance.infra import refusal
 from conformance.results import CheckResult, Status, Violation
 from conformance.settings import SCHEMA_PHASES
 
@@ -86,7 +87,9 @@ def build_config(ctx: Context, checks: list[str]) -> dict[str, Any]:
         "generation": {
             "mode": "all",
             "max-examples": settings.max_examples,
-            "database": "none",
+            # The example database lives in the user cache (or --hypothesis-database), never the cwd; a seeded
+            # run uses none, so that it reproduces exactly whatever earlier runs found.
+            "database": "none" if settings.seed is not None else str(settings.hypothesis_home / "examples"),
             "deterministic": settings.seed is not None,
         },
         "phases": phases,
@@ -163,9 +166,12 @@ def _flat(headers: Any) -> dict[str, str]:
 class SchemaRun:
     """One schemathesis run against one provider, turned into ``schema.*`` results."""
 
-    def __init__(self, ctx: Context, progress: Progress) -> None:
+    def __init__(
+        self, ctx: Context, progress: Progress, on_phase: Callable[[str], None] | None = None
+    ) -> None:
         self.ctx = ctx
         self.progress = progress
+        self.on_phase = on_phase
         self.checks = schema_check_ids(ctx.settings.selects)
         self.tallies = {name.removeprefix("schema."): _Tally() for name in self.checks}
         self.errors: list[str] = []
@@ -196,12 +202,17 @@ class SchemaRun:
         duration, requests = time.monotonic() - started, self.ctx.guard.used - used
         return [self._result(name, duration / max(1, len(names)), requests) for name in names]
 
-    def _why_nothing(self) -> str:
+    def _why_nothing(self) -> tuple[Status, str, str | None]:
+        """Why a check evaluated no response: its status, the reason and the flag it needs."""
         costly = self.ctx.profile.costly
         all_costly = all(op.operation_id in costly for op in self.ctx.spec.operations)
         if self.ctx.settings.spend == "none" and all_costly:
-            return "every operation costs money: run with --allow-spend"
-        return "no case this check applies to"
+            return Status.SKIP, "every operation costs money: run with --allow-spend", "--allow-spend"
+        if self.stopped and "budget" in self.stopped:
+            return Status.SKIP, "the request budget ran out first: raise --max-requests", "--max-requests"
+        if self.stopped:
+            return Status.SKIP, f"schemathesis stopped before reaching it: {self.stopped}", None
+        return Status.NA, "no case this check applies to", None
 
     def _unhooked_requests(self) -> int:
         """An upper bound of the requests schemathesis sends outside ``after_call``.
@@ -247,17 +258,24 @@ class SchemaRun:
         if self._stream is not None:
             self._stream.stop()
 
+    def found(self) -> int:
+        """Violations found so far (for the progress display)."""
+        return sum(len(t.violations) + t.omitted for t in self.tallies.values())
+
     def _handle(self, event: Any) -> None:
         if isinstance(event, events.ScenarioFinished):
             self._scenario(event)
+        elif isinstance(event, events.PhaseStarted) and event.phase.name.value in SCHEMA_PHASES:
+            if event.phase.is_enabled and self.on_phase is not None:
+                self.on_phase(event.phase.name.value)
         elif isinstance(event, events.PhaseFinished) and event.phase.name.value in SCHEMA_PHASES:
             name = event.phase.name.value
             if event.phase.is_enabled:
                 self.progress(f"schemathesis {name} phase: {self.phase_cases.get(name, 0)} cases")
         elif isinstance(event, events.NonFatalError):
-            self.errors.append(self.ctx.redact(f"{event.label}: {event.info.title}: {event.value}"))
+            self.errors.append(self.ctx.redact.text(f"{event.label}: {event.info.title}: {event.value}"))
         elif isinstance(event, events.FatalError):
-            self.errors.append(self.ctx.redact(f"schemathesis failed: {event.exception}"))
+            self.errors.append(self.ctx.redact.text(f"schemathesis failed: {event.exception}"))
 
     def _scenario(self, event: Any) -> None:
         recorder = event.recorder
@@ -281,6 +299,8 @@ class SchemaRun:
         operation = (
             self.ctx.spec.find(str(case.operation.method).upper(), str(case.operation.path)) if case else None
         )
+        if self._refused_by_front_end(operation, interaction):
+            return
         label = operation.label if operation else str(failure.operation)
         key = f"{label}|{failure.title}|{status}"
         if key in tally.seen:
@@ -311,13 +331,26 @@ class SchemaRun:
         tally.violations.append(
             Violation(
                 check=f"schema.{name}",
-                operation=redact(label),
-                message=redact(message[:2000]),
+                operation=redact.text(label),
+                message=redact.text(message[:2000]),
                 request=request,
                 response=response,
                 location=self.ctx.spec.location(pointer) if pointer else None,
             )
         )
+
+    def _refused_by_front_end(self, operation: Any, interaction: Any) -> bool:
+        """Whether the failing answer came from a proxy refusing an over-long request (a warning, then)."""
+        if interaction is None or interaction.response is None:
+            return False
+        sent, answer = interaction.request, interaction.response
+        body = sent.body.encode() if isinstance(sent.body, str) else sent.body
+        content_type = next((v for k, v in _flat(answer.headers).items() if k.lower() == "content-type"), "")
+        media = content_type.split(";")[0].strip().lower()
+        request = (str(sent.method), str(sent.uri), _flat(sent.headers), body)
+        content = answer.content or b""
+        found = refusal(self.ctx.spec, operation, request, int(answer.status_code), media, content)
+        return found is not None
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -335,9 +368,12 @@ class SchemaRun:
         notes = []
         if tally.violations:
             result.status = Status.FAIL
+        elif tally.evaluated == 0 and self.errors and not self.ctx.observed:
+            result.status = Status.ERROR
+            notes.append(self.errors[0])
         elif tally.evaluated == 0:
-            result.status = Status.ERROR if self.errors and not self.ctx.observed else Status.SKIP
-            notes.append(self._why_nothing() if result.status is Status.SKIP else self.errors[0])
+            result.status, why, result.needs = self._why_nothing()
+            notes.append(why)
         if tally.evaluated:
             notes.append(f"{tally.evaluated} responses checked")
         if self.stopped:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -17,6 +19,23 @@ DEFAULT_MAX_REQUESTS = 5000
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_POLL_TIMEOUT = 120.0
 DEFAULT_MAX_RETRY_AFTER = 120.0
+CACHE_NAME = "aigen-contract"
+
+
+def user_cache_dir() -> Path:
+    """The platform's per-user cache directory for this tool (``$XDG_CACHE_HOME/aigen-contract``...)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / CACHE_NAME
+
+
+def default_hypothesis_database() -> Path:
+    """Where Hypothesis keeps its example database unless ``--hypothesis-database`` says otherwise."""
+    return user_cache_dir() / "hypothesis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +74,11 @@ class Settings:
     models: tuple[str, ...] = ()
     """Model ids known to work on the target; otherwise discovered from its models endpoint or spec."""
     progress: bool = True
-    """Print one progress line per check to stderr."""
+    """Show progress on stderr (a live display on a terminal, periodic lines otherwise)."""
+    thorough: bool = False
+    """``--thorough`` was given (minimal spend, the 429 probe and a webhook receiver are already applied)."""
+    hypothesis_database: Path | None = None
+    """Hypothesis' home (example database and caches); ``None``: the user cache directory."""
 
     @property
     def base(self) -> str:
@@ -71,6 +94,11 @@ class Settings:
         if not self.checks:
             return True
         return any(check_id == token or check_id.startswith(token + ".") for token in self.checks)
+
+    @property
+    def hypothesis_home(self) -> Path:
+        """Where Hypothesis writes: never the working directory."""
+        return self.hypothesis_database or default_hypothesis_database()
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in any output."""

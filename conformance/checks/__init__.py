@@ -1,7 +1,8 @@
 """Behaviour checks: one module per family, each exposing ``CHECKS``; this module runs them.
 
 A check declares which spec it applies to (by the CONVENTIONS' operation ids and spec features, never by a
-provider's name), and its ``run`` returns an ``Outcome``. Raising ``Skip`` skips it with a reason;
+provider's name), and its ``run`` returns an ``Outcome``. Raising ``Skip`` skips it with a reason (and the
+flag it ``needs``, if one would let it run); ``NotApplicable`` marks it as not applying to the spec;
 ``BudgetExhausted`` skips it because the request budget is spent; a network failure is an error.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import requests
 
 from conformance.client import BudgetExhausted
-from conformance.context import Context, Skip
+from conformance.context import Context, NotApplicable, Skip
 from conformance.results import CheckResult, Status, Violation
 from conformance.spec import SpecInfo
 
@@ -105,14 +106,17 @@ def run_check(ctx: Context, check: BehaviourCheck) -> CheckResult:
     reason = check.applies(ctx.spec)
     try:
         if reason is not None:
-            raise Skip(reason)
+            raise NotApplicable(reason)
         outcome = check.run(ctx)
+    except NotApplicable as exc:
+        result.status, result.detail = Status.NA, str(exc)
     except Skip as exc:
-        result.status, result.detail = Status.SKIP, str(exc)
+        result.status, result.detail, result.needs = Status.SKIP, str(exc), exc.needs
     except BudgetExhausted as exc:
         result.status, result.detail = Status.SKIP, f"not finished: {exc} (raise --max-requests)"
+        result.needs = "--max-requests"
     except requests.RequestException as exc:
-        result.status, result.detail = Status.ERROR, ctx.redact(f"{type(exc).__name__}: {exc}")
+        result.status, result.detail = Status.ERROR, ctx.redact.text(f"{type(exc).__name__}: {exc}")
     else:
         result.violations, result.omitted = outcome.violations, outcome.omitted
         result.status = Status.FAIL if outcome.violations else Status.PASS

@@ -174,7 +174,10 @@ def check_insufficient_balance(ctx: Context) -> Outcome:
         return out
     if data.get("account", {}).get("affordable", True):
         whose = "the --poor-api-key account" if poor_key else "the account (pass --poor-api-key)"
-        raise Skip(f"not provokable: {whose} can afford the largest request (a {MAX_VIDEO_SECONDS} s video)")
+        raise Skip(
+            f"not provokable: {whose} can afford the largest request (a {MAX_VIDEO_SECONDS} s video)",
+            needs=None if poor_key else "--poor-api-key",
+        )
     ctx.require_spend("a request the account cannot afford (a faulty target would charge it)")
     body = {"model": model, "prompt": "conformance", "settings": {"duration_seconds": MAX_VIDEO_SECONDS}}
     exchange = ctx.call(video, json_body=body, headers=headers)

@@ -11,7 +11,7 @@ from typing import Any
 
 from conformance.checks import BehaviourCheck, Outcome
 from conformance.client import Exchange
-from conformance.context import Context, Skip
+from conformance.context import Context, NotApplicable
 from conformance.spec import OperationInfo, SpecInfo
 
 WRONG_KEY = "conformance-invalid-key-0000"
@@ -88,7 +88,7 @@ def _provoke(ctx: Context) -> list[tuple[OperationInfo | str, Exchange, int | No
 def check_envelope(ctx: Context) -> Outcome:
     """Every error response matches ``components/schemas/Error``."""
     if not ctx.spec.has_schema("Error"):
-        raise Skip("the spec defines no Error schema")
+        raise NotApplicable("the spec defines no Error schema")
     out = Outcome()
     pointer = "#/components/schemas/Error"
     checked = 0

@@ -28,7 +28,7 @@ from conformance.checks import BehaviourCheck, Outcome
 from conformance.checks.bodies import MODEL_FIELDS, PLACEHOLDER, documented_bodies, fill
 from conformance.checks.jobs import FIRST_POLL, MAX_POLL
 from conformance.client import Exchange
-from conformance.context import Context, Skip
+from conformance.context import Context, NotApplicable, Skip
 from conformance.spec import JSON, OperationInfo, SpecInfo
 from mockserver.core.spec import resolve
 
@@ -316,7 +316,7 @@ def _run(ctx: Context, check: str, chosen: Callable[[OperationInfo], bool]) -> O
     operations = [op for op in ctx.spec.operations if chosen(op) and ctx.spec.request_schema(op) is not None]
     if not operations:
         which = "costs money" if check == "extremes.values" else "costs nothing"
-        raise Skip(f"every operation with a JSON request body {which}")
+        raise NotApplicable(f"every operation with a JSON request body {which}")
     sent, jobs = 0, list[_Job]()
     for op in operations:
         for case in cases(ctx, op):
@@ -326,7 +326,7 @@ def _run(ctx: Context, check: str, chosen: Callable[[OperationInfo], bool]) -> O
             if 200 <= exchange.status < 300 and len(jobs) < MAX_JOBS:
                 jobs += _jobs_started(ctx, op, exchange, case)
     if not sent:
-        raise Skip("no documented example to build extreme requests from")
+        raise NotApplicable("no documented example to build extreme requests from")
     ended = _poll_all(ctx, check, jobs[:MAX_JOBS], out) if jobs else 0
     out.detail = f"{sent} extreme requests to {len(operations)} operations; {ended} of {len(jobs)} jobs ended"
     return out
@@ -344,7 +344,9 @@ def check_values(ctx: Context) -> Outcome:
 def check_costly(ctx: Context) -> Outcome:
     """Extremes in the bodies of the operations that cost money (``--allow-spend full`` only)."""
     if ctx.settings.spend != "full":
-        raise Skip("each extreme is another billed request: run with --allow-spend full")
+        raise Skip(
+            "each extreme is another billed request: run with --allow-spend full", needs="--allow-spend full"
+        )
     return _run(ctx, "extremes.costly", lambda op: op.operation_id in ctx.profile.costly)
 
 

@@ -11,7 +11,7 @@ import time
 from conformance.checks import BehaviourCheck, Outcome
 from conformance.checks.envelope import problems
 from conformance.client import Exchange
-from conformance.context import Context, Skip
+from conformance.context import Context, NotApplicable, Skip
 from conformance.spec import RATE_LIMIT_HEADERS, OperationInfo, SpecInfo
 
 LIMIT, REMAINING, RESET = RATE_LIMIT_HEADERS
@@ -54,7 +54,7 @@ def cheap_request(ctx: Context) -> tuple[OperationInfo, dict[str, object] | None
         return free[0], None
     body_ops = [op for op in ctx.spec.operations if ctx.spec.request_schema(op) is not None and not op.public]
     if not body_ops:
-        raise Skip("no authenticated operation to count requests against")
+        raise NotApplicable("no authenticated operation to count requests against")
     # An empty object breaks every request schema here (they all require fields): rejected, never billed.
     return body_ops[0], {}
 
@@ -111,7 +111,10 @@ def check_headers(ctx: Context) -> Outcome:
 def check_exhaust(ctx: Context) -> Outcome:
     """Run the window dry: the 429 is in the envelope, with Retry-After and Remaining 0."""
     if not ctx.settings.exhaust_rate_limit:
-        raise Skip("provoking a 429 burns the key's quota: run with --exhaust-rate-limit")
+        raise Skip(
+            "provoking a 429 burns the key's quota: run with --exhaust-rate-limit",
+            needs="--exhaust-rate-limit",
+        )
     out = Outcome()
     op, body = cheap_request(ctx)
     first = ctx.call(op, json_body=body, retries_on_429=0)
@@ -119,7 +122,10 @@ def check_exhaust(ctx: Context) -> Outcome:
     if remaining is None:
         raise Skip(f"the response carries no usable {REMAINING}")
     if remaining + EXHAUST_SLACK > ctx.guard.remaining:
-        raise Skip(f"exhausting needs about {remaining + EXHAUST_SLACK} requests: raise --max-requests")
+        raise Skip(
+            f"exhausting needs about {remaining + EXHAUST_SLACK} requests: raise --max-requests",
+            needs="--max-requests",
+        )
     limited: Exchange | None = first if first.status == 429 else None
     sent, counted, window = 1, 1, _int_header(first, RESET)
     restarted = False
@@ -138,7 +144,8 @@ def check_exhaust(ctx: Context) -> Outcome:
             counted = 1
             if remaining + EXHAUST_SLACK > ctx.guard.remaining:
                 raise Skip(
-                    f"exhausting needs about {remaining + EXHAUST_SLACK} requests: raise --max-requests"
+                    f"exhausting needs about {remaining + EXHAUST_SLACK} requests: raise --max-requests",
+                    needs="--max-requests",
                 )
     if limited is None:
         out.add(

@@ -56,7 +56,10 @@ def check_delivery(ctx: Context) -> Outcome:
     ctx.require_spend("a generation run with a webhook")
     receiver = ctx.receiver
     if receiver is None:
-        raise Skip("no receiver: pass --webhook-listen HOST:PORT (and --webhook-public-url if needed)")
+        raise Skip(
+            "no receiver: pass --webhook-listen HOST:PORT (and --webhook-public-url if needed)",
+            needs="--webhook-listen",
+        )
     create, get = ctx.require_operations("createRun", "getGeneration")
     name, webhook = _webhook(ctx.spec)
     pointer = f"#/webhooks/{pointer_escape(name)}/post"

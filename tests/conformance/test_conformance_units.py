@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from conformance.client import (
 )
 from conformance.context import Context
 from conformance.profiles import PROFILES, profile
-from conformance.report import markdown, summary, write_junit
+from conformance.report import markdown, outcome_line, summary, write_junit
 from conformance.results import CheckResult, ProviderRun, Status, Violation, exit_code
 from conformance.runner import build_config
 from conformance.settings import Settings
@@ -97,6 +98,23 @@ def test_redactor_masks_secrets_and_credential_headers() -> None:
         "Authorization": "[REDACTED]",
         "X-Other": "[REDACTED]",
     }
+
+
+@pytest.mark.parametrize("key", ["x", "ex", "sk-" + "a1" * 18 + "Z"])
+def test_redactor_replaces_whole_values_only(key: str) -> None:
+    redact = Redactor((key,))
+    # Where the key stands whole: a header, a query value, a path segment, a JSON value, an echo in a message.
+    assert redact(key) == "[REDACTED]"
+    assert redact(f"https://api/v1/{key}?k={key}&o=1") == "https://api/v1/[REDACTED]?k=[REDACTED]&o=1"
+    assert redact(f'{{"key": "{key}", "msg": "bad key {key}."}}') == (
+        '{"key": "[REDACTED]", "msg": "bad key [REDACTED]."}'
+    )
+    # Never inside a longer word or token, whatever the length: "x" in "exit", "ex" in "text".
+    for word in ("(exit 2)", "text", "index", f"{key}s", f"a{key}", f"{key}-2"):
+        assert redact(word) == word
+        assert redact.text(f"RESULT: {word} (exit 2)") == f"RESULT: {word} (exit 2)"
+    # Prose: a key too short to tell from a word is left alone; a real key is still removed.
+    assert ("[REDACTED]" in redact.text(f"echoed {key}")) == (len(key) >= 8)
 
 
 def test_curl_and_excerpt_never_show_the_key() -> None:
@@ -238,7 +256,7 @@ def _runs() -> list[ProviderRun]:
     results = [
         CheckResult("spaceai", "schema.not_a_server_error", Status.PASS, "9 responses checked"),
         CheckResult("spaceai", "envelope.errors", Status.FAIL, "3 checked", [violation], omitted=2),
-        CheckResult("spaceai", "jobs.run", Status.SKIP, "the spec has no createRun operation"),
+        CheckResult("spaceai", "jobs.run", Status.NA, "the spec has no createRun operation"),
     ]
     return [ProviderRun("spaceai", "http://x", results, seed=7)]
 
@@ -248,7 +266,8 @@ def test_reports_render_every_check_and_violation(tmp_path: Path) -> None:
     text = summary(runs, redact)
     assert "FAIL  envelope.errors" in text
     assert "spec:     spaceai.yaml#/components/schemas/Error" in text
-    assert text.endswith("RESULT: 3 violation(s) in 1 check(s) (exit 1)")
+    assert "n/a   jobs.run" in text
+    assert text.endswith("RESULT: 3 violations in 1 of 2 checks (1 passed) (exit 1)")
     junit = tmp_path / "j.xml"
     write_junit(runs, junit, redact)
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -264,3 +283,16 @@ def test_exit_codes() -> None:
     assert exit_code([ProviderRun("spaceai", "http://x")]) == 0
     unreachable = ProviderRun("spaceai", "http://x", fatal="cannot connect")
     assert exit_code([unreachable]) == 2
+    passed = CheckResult("spaceai", "envelope.errors", Status.PASS)
+    na = CheckResult("spaceai", "jobs.run", Status.NA, "the spec has no createRun operation")
+    assert exit_code([ProviderRun("spaceai", "http://x", [passed, na])]) == 0
+    spend = CheckResult("spaceai", "streaming.events", Status.SKIP, "spending needed", needs="--allow-spend")
+    model = CheckResult("spaceai", "billing.quote", Status.SKIP, "no model", needs="--model")
+    fact = CheckResult("spaceai", "streaming.consistency", Status.SKIP, "the target is not deterministic")
+    results = [passed, na, spend, dataclasses.replace(spend), model, fact]
+    incomplete = ProviderRun("spaceai", "http://x", results)
+    assert exit_code([incomplete]) == 3
+    assert outcome_line([incomplete]) == (
+        "RESULT: no violations in 1 check; 4 not run: 2 need --allow-spend, 1 needs --model, "
+        "spaceai streaming.consistency: the target is not deterministic (exit 3)"
+    )

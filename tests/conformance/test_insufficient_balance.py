@@ -55,13 +55,15 @@ def test_passes_with_the_poor_key_and_charges_nothing(mock_target: Target, run_c
 
 def test_without_a_poor_key_it_is_skipped_and_says_how(mock_target: Target, run_cli: Any) -> None:
     code, out, _ = run_cli(*mock_target.args(PAHLAVAN), *FAST, "--allow-spend", "--checks", CHECK)
-    assert code == 0, out
+    assert code == 3, out
     assert check_status(out) == "skip", out
-    assert "--poor-api-key" in out
+    assert "1 needs --poor-api-key (exit 3)" in out
 
 
 def test_against_mock_finds_the_poor_key_itself(run_cli: Any) -> None:
-    code, out, err = run_cli("--against-mock", "--provider", PAHLAVAN, "--checks", CHECK, *FAST)
+    code, out, err = run_cli(
+        "--against-mock", "--provider", PAHLAVAN, "--checks", CHECK, "--allow-spend", *FAST
+    )
     assert code == 0, out + err
     assert check_status(out) == "pass", out
     assert "sp_live_mockkey0003" not in out + err  # redacted like the main key

@@ -1,10 +1,11 @@
 """Proof that the suite catches violations: every mutant of ``mutants.py`` must make it fail, and say why.
 
 Each mutant gets a dedicated embedded mock serving only its provider, built fresh and patched before it
-serves (the ``mutant`` fixture); the suite then runs against it exactly as ``--against-mock`` would (spending
-allowed, the rate limit exhausted, a webhook receiver listening, signatures verified), with a fixed seed and
-few examples. Most mutants run only the checks of the family they target; those without ``checks`` run the
-full default set, to show detection without hints. The unpatched mock, run the same way, must conform.
+serves (the ``mutant`` fixture); the suite then runs against it exactly as ``--against-mock --thorough``
+would (spending allowed, the rate limit exhausted, a webhook receiver listening, signatures verified), with a
+fixed seed and few examples. Most mutants run only the checks of the family they target; those without
+``checks`` run the full default set, to show detection without hints. The unpatched mock, run the same
+way, must conform.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ MAX_EXAMPLES = 5
 
 
 def run_suite(target: Target, provider: str, checks: tuple[str, ...] = (), **changes: Any) -> ProviderRun:
-    """The suite against one provider of a running embedded mock, the way ``--against-mock`` runs it."""
+    """The suite against one provider of an embedded mock, the way ``--against-mock --thorough`` runs it."""
     template = Settings(
         provider=provider,
         base_url="",
@@ -40,6 +41,7 @@ def run_suite(target: Target, provider: str, checks: tuple[str, ...] = (), **cha
         max_examples=MAX_EXAMPLES,
         checks=checks,
         progress=False,
+        thorough=True,
         **changes,
     )
     runs, _ = run_against_mock(template, mock=target.mock)
