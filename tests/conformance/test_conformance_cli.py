@@ -81,7 +81,8 @@ def test_junit_xml_parses_and_lists_every_check(mock_target: Target, run_cli: An
     # Checks not run are skips naming what they need; those that do not apply to the spec a type of their own.
     skipped = {case.get("name"): case.find("skipped") for case in suite.iter("testcase")}
     not_run = {name: s for name, s in skipped.items() if s is not None and s.get("type") == "not-run"}
-    assert list(not_run) == ["ratelimit.exhaust"]
+    assert sorted(not_run) == ["extremes.costly", "ratelimit.exhaust"]
+    assert str(not_run["extremes.costly"].get("message")).startswith("not run, needs --allow-spend full")
     assert str(not_run["ratelimit.exhaust"].get("message")).startswith("not run, needs --exhaust-rate-limit")
     na = [s for s in skipped.values() if s is not None and s.get("type") == "not-applicable"]
     assert na
@@ -95,7 +96,9 @@ def test_markdown_report_is_written(mock_target: Target, run_cli: Any, tmp_path:
     assert code == 3
     text = report.read_text()
     assert text.startswith("# Conformance report")
-    assert text.splitlines()[2].endswith("1 not run: 1 needs --exhaust-rate-limit (exit 3)")
+    assert text.splitlines()[2].endswith(
+        "2 not run: 1 needs --allow-spend full, 1 needs --exhaust-rate-limit (exit 3)"
+    )
     assert "| `schema.response_schema_conformance` | pass |" in text
 
 
