@@ -12,13 +12,19 @@ from aiohttp import web
 from mockserver.app import create_app
 from mockserver.errors import MockError
 from mockserver.mock import build_mock
-from mockserver.settings import Settings, settings_from_args
+from mockserver.settings import Settings, settings_from_args, with_control_token
 
 
-def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
-    """The start-up text: each provider's base URL and API key."""
+def banner(settings: Settings, mock_keys: dict[str, str], generated_token: str | None = None) -> str:
+    """The start-up text: each provider's base URL and API key, and a generated control token (only here)."""
     host = f"http://{settings.host}:{settings.port}"
     lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/"]
+    if generated_token is not None:
+        lines.append(
+            f"  control API token (shown once; send 'Authorization: Bearer TOKEN'): {generated_token}"
+        )
+    elif settings.control_token is not None:
+        lines.append("  control API token: as given (send 'Authorization: Bearer TOKEN')")
     for provider_id, key in mock_keys.items():
         base = host if settings.provider else f"{host}/{provider_id}"
         lines.append(f"  {provider_id:<17} {base:<40} key: {key}")
@@ -27,7 +33,7 @@ def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, print the banner and serve until interrupted."""
-    settings = settings_from_args(argv)
+    settings, generated_token = with_control_token(settings_from_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         mock = build_mock(settings)
@@ -35,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mockserver: {exc}", file=sys.stderr)
         return 2
     keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
-    print(banner(settings, keys), flush=True)
+    print(banner(settings, keys, generated_token), flush=True)
     app = create_app(settings, mock)
     # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen, the
     # garbage collector stops walking it on every collection (2-3% of a request's instructions, measured).

@@ -5,6 +5,7 @@ Internal exceptions share one root::
     MockError            root of every exception the mock raises on purpose
     ├── SpecError        a spec cannot be loaded or compiled (raised at start, never per request)
     ├── FixtureError     the seed fixtures are missing or malformed (raised at start or on reset)
+    ├── ConfigError      settings the mock refuses to serve (a non-loopback bind without a control token)
     └── ApiError         an HTTP-facing error; pure data (status, kind, message, code, details), rendered
                          into the provider's own envelope at one boundary (``core.pipeline``)
 
@@ -30,6 +31,10 @@ class SpecError(MockError):
 
 class FixtureError(MockError):
     """The seed fixtures are missing or malformed."""
+
+
+class ConfigError(MockError):
+    """Settings the mock refuses to serve."""
 
 
 class ErrorKind(enum.Enum):

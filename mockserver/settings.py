@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +39,14 @@ class Settings:
     """Check every response against the spec: log (``warn``), fail the request (``strict``), or skip."""
     webhook_hosts: tuple[str, ...] | None = None
     """Only deliver webhooks to these host names (``None``: any host)."""
+    control_token: str | None = field(default=None, repr=False)
+    """The bearer token ``/_mock`` requires (``None``: open, only allowed on a loopback bind)."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server listens on loopback only (127.0.0.0/8, ::1, localhost)."""
+        return is_loopback(self.host)
 
     def served_providers(self) -> tuple[str, ...]:
         """The provider ids this server answers for."""
@@ -46,6 +55,36 @@ class Settings:
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields replaced."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address (brackets and a trailing dot allowed) is loopback only."""
+    name = host.strip().lower().removeprefix("[").removesuffix("]").removesuffix(".")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # any other name may resolve anywhere: not loopback
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 (Python 3.11 does not call it loopback)
+    return address.is_loopback
+
+
+def with_control_token(settings: Settings) -> tuple[Settings, str | None]:
+    """``settings`` with a control token wherever one is needed (a non-loopback bind without one), and the
+    token generated for it (``None`` when none was generated: given, or not needed on loopback)."""
+    if settings.control_token is not None or settings.loopback:
+        return settings, None
+    token = secrets.token_urlsafe(32)
+    return settings.with_changes(control_token=token), token
+
+
+def _control_token(text: str) -> str:
+    # Sent as 'Authorization: Bearer TOKEN': visible ASCII, no spaces (and never echoed in the error).
+    if not text or not all("!" <= char <= "~" for char in text):
+        raise argparse.ArgumentTypeError("must be non-empty visible ASCII without spaces")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -106,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="only deliver webhooks to this host (repeatable; default: any host)",
     )
     parser.add_argument(
+        "--control-token",
+        type=_control_token,
+        metavar="TOKEN",
+        default=env.get("MOCKSERVER_CONTROL_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' on /_mock (default: open on a loopback --host; "
+        "generated and printed once on any other)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -129,4 +176,5 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         job_speed=args.job_speed,
         response_validation=args.response_validation,
         webhook_hosts=tuple(args.webhook_hosts) if args.webhook_hosts else None,
+        control_token=args.control_token,
     )
