@@ -18,16 +18,13 @@ from mockserver.settings import Settings, settings_from_args, with_control_token
 def banner(settings: Settings, mock_keys: dict[str, str], generated_token: str | None = None) -> str:
     """The start-up text: each provider's base URL and API key, and a generated control token (only here)."""
     host = f"http://{settings.host}:{settings.port}"
-    lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/"]
-    if generated_token is not None:
-        lines.append(
-            f"  control API token (shown once; send 'Authorization: Bearer TOKEN'): {generated_token}"
-        )
-    elif settings.control_token is not None:
-        lines.append("  control API token: as given (send 'Authorization: Bearer TOKEN')")
+    guard = " (Authorization: Bearer <control token>)" if settings.control_token else ""
+    lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/{guard}"]
     for provider_id, key in mock_keys.items():
         base = host if settings.provider else f"{host}/{provider_id}"
         lines.append(f"  {provider_id:<17} {base:<40} key: {key}")
+    if generated_token is not None:  # printed here once, never logged
+        lines.append(f"control token (generated; set --control-token to choose one): {generated_token}")
     return "\n".join(lines)
 
 

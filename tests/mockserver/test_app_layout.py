@@ -66,7 +66,7 @@ def test_cors_headers_reach_every_kind_of_response(mock: Any) -> None:
         "wrong method": 405,
         "no key": 401,
     }
-    assert {name: r.status_code for name, r in control.items()} == {"control API": 200, "control API 404": 404}
+    assert [r.status_code for r in control.values()] == [200, 404]
     for name, response in responses.items():
         assert response.headers.get("Access-Control-Allow-Origin") == "http://localhost:3000", name
         assert response.headers.get("Vary") == "Origin", name
