@@ -23,6 +23,7 @@ from mockserver.control import build_control_app
 from mockserver.errors import ConfigError
 from mockserver.mock import build_mock
 from mockserver.settings import Settings
+from mockserver.testing.control import ControlError, MockControl
 
 PROBE = Path(__file__).with_name("_bind_probe.py")
 TOKEN = "test-control-token-0123456789"
@@ -128,6 +129,21 @@ def test_a_token_given_on_loopback_is_required_and_mockcontrol_sends_it(start_mo
     assert requests.get(f"{control}/clock", timeout=10, headers={"Authorization": f"bearer {TOKEN}"}).json()[
         "offset"
     ] == pytest.approx(30)  # not reset by the refused call; the scheme is case-insensitive
+
+
+def test_mockcontrol_on_a_remote_mock_takes_the_token_or_the_environment(
+    start_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url = start_mock(control_token=TOKEN).base_url
+    monkeypatch.delenv("MOCKSERVER_CONTROL_TOKEN", raising=False)
+    with MockControl(base_url) as remote, pytest.raises(ControlError, match="401"):
+        remote.reset()
+    with MockControl(base_url, token=TOKEN) as remote:
+        remote.reset()
+    monkeypatch.setenv("MOCKSERVER_CONTROL_TOKEN", TOKEN)
+    with MockControl(base_url) as remote:
+        remote.reset()
+        assert remote.get("spaceai", "/v1/models").request.headers["Authorization"] != f"Bearer {TOKEN}"
 
 
 def test_every_control_route_requires_the_token(start_mock: Any) -> None:
