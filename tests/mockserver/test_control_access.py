@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from test_control_spec import spec_errors
 
 from mockserver.control import build_control_app
 from mockserver.errors import ConfigError
@@ -120,12 +121,16 @@ def test_a_token_given_on_loopback_is_required_and_mockcontrol_sends_it(start_mo
     assert mock.faults() == []
     assert mock.provider("spaceai").api_key
     control = f"{mock.base_url}/_mock"
-    for request in (
-        requests.get(f"{control}/clock", timeout=10),
-        requests.post(f"{control}/reset", timeout=10),
-        requests.get(f"{control}/clock", headers={"Authorization": f"Bearer {TOKEN}x"}, timeout=10),
+    for (method, path), response in (
+        (("GET", "/clock"), requests.get(f"{control}/clock", timeout=10)),
+        (("POST", "/reset"), requests.post(f"{control}/reset", timeout=10)),
+        (
+            ("GET", "/clock"),
+            requests.get(f"{control}/clock", headers={"Authorization": f"Bearer {TOKEN}x"}, timeout=10),
+        ),
     ):
-        assert request.status_code == 401
+        assert response.status_code == 401
+        assert spec_errors(method, path, 401, response) == []
     assert requests.get(f"{control}/clock", timeout=10, headers={"Authorization": f"bearer {TOKEN}"}).json()[
         "offset"
     ] == pytest.approx(30)  # not reset by the refused call; the scheme is case-insensitive
@@ -214,6 +219,7 @@ def test_a_rebound_host_is_refused_on_loopback(mock: Any) -> None:
             response = requests.request(method, control + path, headers={"Host": host}, timeout=10)
             assert response.status_code == 403, (host, path)
             assert response.json()["error"]["code"] == "forbidden"
+            assert spec_errors(method, path, 403, response) == []
     assert requests.get(f"{control}/clock", timeout=10).json()["offset"] == 40  # the resets were refused
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", f"127.1.2.3:{port}", "LOCALHOST"):
         assert requests.get(f"{control}/clock", headers={"Host": host}, timeout=10).status_code == 200, host
@@ -230,6 +236,7 @@ def test_form_posts_cannot_change_state(mock: Any) -> None:
             response = requests.post(f"{mock.base_url}/_mock{path}", timeout=10, **body)  # type: ignore[arg-type]
             assert response.status_code == 415, (name, path, response.text)
             assert response.json()["error"]["code"] == "unsupported_media_type"
+            assert spec_errors("POST", path, 415, response) == []
     assert requests.get(f"{mock.base_url}/_mock/clock", timeout=10).json()["offset"] == 50
     # JSON, with parameters, and a bodiless call (curl -X POST, MockControl.reset) keep working.
     typed = {"Content-Type": "Application/JSON; charset=utf-8"}
