@@ -5,8 +5,9 @@
 - Without one (loopback only): a ``Host`` that is not a loopback name or address is refused (403), so a
   page whose domain is rebound to 127.0.0.1 cannot reach the mock; a state change from a browser origin
   other than the mock's own or a listed one is refused (403).
-- Always: a state change (POST, PUT, PATCH, DELETE) takes a JSON body, or none; any other content type is a
-  415, so neither a cross-site ``<form>`` nor a CORS-safelisted ``fetch`` can send one without a preflight.
+- Always: a state change (POST, PUT, PATCH, DELETE) takes a JSON body, or none; a form type (even with an
+  empty body) or a body of any other type is a 415, so neither a cross-site ``<form>`` nor a
+  CORS-safelisted ``fetch`` can make one without a preflight.
 
 CORS preflights (which carry no credentials) are answered by ``preflight``, for the origins
 ``core.cors.control_origin_allowed`` names.
@@ -27,6 +28,8 @@ from mockserver.settings import Settings, is_loopback
 ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_MEDIA_TYPE = "application/json"
+FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+"""The CORS-safelisted types: what a cross-site ``<form>`` or ``fetch`` sends without a preflight."""
 REALM = 'Bearer realm="mockserver control API"'
 
 
@@ -110,10 +113,13 @@ def _loopback_host(request: web.Request) -> bool:
 
 
 def _json_or_empty(request: web.Request) -> bool:
+    """A JSON body, or an empty one under no type or a type no page can send without a preflight (aiohttp's
+    client labels an empty POST ``application/octet-stream``)."""
     content_type = request.headers.get("Content-Type")
-    if content_type is None:
-        return not request.body_exists
-    return content_type.split(";", 1)[0].strip().lower() == JSON_MEDIA_TYPE
+    media_type = content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
+    if media_type == JSON_MEDIA_TYPE:
+        return True
+    return media_type not in FORM_MEDIA_TYPES and not request.body_exists
 
 
 def preflight(fallback: ControlHandler) -> ControlHandler:

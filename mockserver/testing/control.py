@@ -70,8 +70,10 @@ class ControlError(AssertionError):
 class MockControl:
     """Provider requests and the ``/_mock`` control API of one running mock."""
 
-    def __init__(self, base_url: str, server: ServerThread | None = None, *, token: str | None = None) -> None:
-        """``token``: the control token (default: the in-process server's, else ``$MOCKSERVER_CONTROL_TOKEN``)."""
+    def __init__(
+        self, base_url: str, server: ServerThread | None = None, *, token: str | None = None
+    ) -> None:
+        """``token``: the control token (default: the in-process server's, else $MOCKSERVER_CONTROL_TOKEN)."""
         self.base_url = base_url.rstrip("/")
         self.server = server
         """The in-process server, when the plugin started it (``None`` for a remote mock)."""

@@ -35,7 +35,9 @@ FORMS = {
     "urlencoded": {"data": {"seconds": "1"}},
     "multipart": {"files": {"seconds": ("x", b"1")}},
     "text/plain": {"data": b'{"seconds": 1}', "headers": {"Content-Type": "text/plain"}},
+    "an empty form": {"data": b"", "headers": {"Content-Type": "text/plain"}},
     "no type with a body": {"data": b'{"seconds": 1}'},
+    "octet-stream with a body": {"data": b"{}", "headers": {"Content-Type": "application/octet-stream"}},
 }
 """Bodies a cross-site ``<form>`` (or a CORS-safelisted ``fetch``) can send, and a body without a type."""
 
@@ -245,6 +247,8 @@ def test_form_posts_cannot_change_state(mock: Any) -> None:
     )
     assert advanced.json()["offset"] == 51
     assert requests.delete(f"{mock.base_url}/_mock/faults", timeout=10).status_code == 200
+    octet = {"Content-Type": "application/octet-stream"}  # aiohttp's client on a bodiless POST
+    assert requests.delete(f"{mock.base_url}/_mock/faults", headers=octet, timeout=10).status_code == 200
     assert requests.post(f"{mock.base_url}/_mock/reset", timeout=10).json() == {"status": "reset"}
     assert requests.get(f"{mock.base_url}/_mock/clock", timeout=10).json()["offset"] == 0
 
