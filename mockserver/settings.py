@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import secrets
@@ -57,6 +58,7 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=256)  # the control API asks for every request's Host; parsing one costs ~5 us
 def is_loopback(host: str) -> bool:
     """Whether a host name or address (brackets and a trailing dot allowed) is loopback only."""
     name = host.strip().lower().removeprefix("[").removesuffix("]").removesuffix(".")

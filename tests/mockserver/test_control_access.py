@@ -20,6 +20,7 @@ import pytest
 import requests
 from test_control_spec import spec_errors
 
+from conformance.embedded import EmbeddedMock, mock_settings
 from mockserver.control import build_control_app
 from mockserver.errors import ConfigError
 from mockserver.mock import build_mock
@@ -151,6 +152,12 @@ def test_mockcontrol_on_a_remote_mock_takes_the_token_or_the_environment(
     with MockControl(base_url) as remote:
         remote.reset()
         assert remote.get("spaceai", "/v1/models").request.headers["Authorization"] != f"Bearer {TOKEN}"
+
+
+def test_the_conformance_embedded_mock_sends_its_token() -> None:
+    with EmbeddedMock(mock_settings(control_token=TOKEN)) as embedded:
+        assert {p["id"] for p in embedded.providers()} >= {"spaceai"}
+        assert requests.get(f"{embedded.base_url}/_mock/providers", timeout=10).status_code == 401
 
 
 def test_every_control_route_requires_the_token(start_mock: Any) -> None:
