@@ -68,7 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): mock settings for this test (seed=, providers=, rate_limit=, job_speed=, "
-        "tokens_per_second=, fixtures=, ...: a server per distinct settings) and faults=[{...}] to inject",
+        "tokens_per_second=, fixtures=, control_token=, ...: a server per distinct settings) and "
+        "faults=[{...}] to inject",
     )
 
 
