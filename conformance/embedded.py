@@ -120,7 +120,9 @@ class EmbeddedMock:
 
     def control(self, path: str) -> Any:
         """``GET /_mock<path>`` as JSON."""
-        response = requests.get(f"{self.base_url}/_mock{path}", timeout=10)
+        token = self.settings.control_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = requests.get(f"{self.base_url}/_mock{path}", headers=headers, timeout=10)
         response.raise_for_status()
         return response.json()
 

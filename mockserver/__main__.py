@@ -22,20 +22,23 @@ from mockserver.errors import MockError
 from mockserver.logs import Redactor, configure_logging
 from mockserver.mock import Mock, build_mock
 from mockserver.serving import MockRunner
-from mockserver.settings import Settings, settings_from_args
+from mockserver.settings import Settings, settings_from_args, with_control_token
 
 log = logging.getLogger("mockserver")
 
 STARTUP_ERROR = 2
 
 
-def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
-    """The start-up text: each provider's base URL and API key."""
+def banner(settings: Settings, mock_keys: dict[str, str], generated_token: str | None = None) -> str:
+    """The start-up text: each provider's base URL and API key, and a generated control token (only here)."""
     host = f"http://{settings.host}:{settings.port}"
-    lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/"]
+    guard = " (Authorization: Bearer <control token>)" if settings.control_token else ""
+    lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/{guard}"]
     for provider_id, key in mock_keys.items():
         base = host if settings.provider else f"{host}/{provider_id}"
         lines.append(f"  {provider_id:<17} {base:<40} key: {key}")
+    if generated_token is not None:  # printed here once, never logged
+        lines.append(f"control token (generated; set --control-token to choose one): {generated_token}")
     return "\n".join(lines)
 
 
@@ -46,18 +49,20 @@ def api_keys(mock: Mock) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, print the banner and serve until SIGTERM or Ctrl-C."""
-    settings = settings_from_args(argv)
+    settings, generated_token = with_control_token(settings_from_args(argv))
     configure_logging(Redactor())
     try:
         mock = build_mock(settings)
-        configure_logging(Redactor(api_keys(mock)))
+        # The control token is a secret like the keys: no log line ever shows it.
+        secrets = [*api_keys(mock), *([settings.control_token] if settings.control_token else [])]
+        configure_logging(Redactor(secrets))
         keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
         app = create_app(settings, mock)
         # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen,
         # the garbage collector stops walking it on every collection (2-3% of a request's instructions).
         gc.collect()
         gc.freeze()
-        return asyncio.run(serve(app, settings, keys))
+        return asyncio.run(serve(app, settings, keys, generated_token))
     except MockError as exc:
         print(f"mockserver: {exc}", file=sys.stderr)
         return STARTUP_ERROR
@@ -66,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, str]) -> int:
+async def serve(
+    app: web.Application, settings: Settings, mock_keys: dict[str, str], generated_token: str | None = None
+) -> int:
     """Serve ``app`` until SIGTERM or SIGINT, printing the banner once listening; returns the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,7 +102,7 @@ async def serve(app: web.Application, settings: Settings, mock_keys: dict[str, s
             return STARTUP_ERROR
         if settings.port == 0:  # the port the system chose, as clients must use it
             settings = settings.with_changes(port=int(runner.addresses[0][1]))
-        print(banner(settings, mock_keys), flush=True)
+        print(banner(settings, mock_keys, generated_token), flush=True)
         await stop.wait()
         log.info("stopping: in-flight requests have up to %g s to finish", settings.shutdown_timeout)
     finally:

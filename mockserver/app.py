@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from mockserver.control import build_control_app
-from mockserver.core.cors import CATCH_ALL, add_fallback, install_cors
+from mockserver.core.cors import CATCH_ALL, add_fallback
 from mockserver.core.pipeline import MAX_BODY_BYTES, ProviderService
 from mockserver.mock import MOCK, Mock, build_mock
 from mockserver.settings import Settings
@@ -37,12 +37,9 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
     handler_args = {**SERVER_HANDLER_ARGS, "keepalive_timeout": settings.keepalive_timeout}
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args=handler_args)
     app[MOCK] = mock
-    control = build_control_app(mock)
     # Provider responses carry CORS headers from the request pipeline; a signal on the root app would run
-    # for each of them too, so only the control API has one.
-    if settings.cors:
-        install_cors(control, settings)
-    app.add_subapp("/_mock", control)
+    # for each of them too, so only the control API has one (its own policy: core/cors.py).
+    app.add_subapp("/_mock", build_control_app(mock))
     for service in mock.providers.values():
         _mount(app.router, service, settings)
 

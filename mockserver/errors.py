@@ -5,9 +5,9 @@ Internal exceptions share one root::
     MockError            root of every exception the mock raises on purpose
     ├── SpecError        a spec cannot be loaded or compiled (raised at start, never per request)
     ├── FixtureError     the seed fixtures are missing or malformed (raised at start or on reset)
-    âââ ClientGone       the client closed the connection before its request was read (not an error)
-    âââ ConfigError      settings that cannot work together (raised at start, never per request)
-    âââ StateError       the state backend failed (counted by the metrics; a request meeting it gets a 500)
+    ├── ClientGone       the client closed the connection before its request was read (not an error)
+    ├── ConfigError      settings the mock refuses to serve (off loopback: seed secrets, or no control token)
+    ├── StateError       the state backend failed (counted by the metrics; a request meeting it gets a 500)
     └── ApiError         an HTTP-facing error; pure data (status, kind, message, code, details), rendered
                          into the provider's own envelope at one boundary (``core.pipeline``)
 
@@ -40,7 +40,7 @@ class ClientGone(MockError):
 
 
 class ConfigError(MockError):
-    """Settings that cannot work (e.g. seed-derived secrets on a non-loopback bind)."""
+    """Settings the mock refuses to serve (seed-derived secrets, or no control token, off loopback)."""
 
 
 class StateError(MockError):

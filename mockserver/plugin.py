@@ -15,8 +15,9 @@ Fixtures:
     aigen_pahlavan_openai    ``openai.OpenAI`` on Pahlavan's OpenAI-compatible API (likewise)
 
 Marker ``@pytest.mark.aigen_mock(**options)``: any ``Settings`` field (``seed``, ``providers``,
-``rate_limit``, ``job_speed``, ``tokens_per_second``, ``fixtures``, ``cors_origins``...) gives the test a
-server with those settings (cached per distinct settings), and ``faults=[{...}]`` injects faults after the
+``rate_limit``, ``job_speed``, ``tokens_per_second``, ``fixtures``, ``cors_origins``, ``control_token``...)
+gives the test a server with those settings (cached per distinct settings; ``aigen_mock`` sends the
+``control_token`` the server requires on every control call), and ``faults=[{...}]`` injects faults after the
 reset (the keyword arguments of ``MockControl.fault``). The closest marker wins per option.
 
 ``--aigen-mock-check-violations`` (ini ``aigen_mock_check_violations = true``) fails a test after which
@@ -67,7 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): mock settings for this test (seed=, providers=, rate_limit=, job_speed=, "
-        "tokens_per_second=, fixtures=, ...: a server per distinct settings) and faults=[{...}] to inject",
+        "tokens_per_second=, fixtures=, control_token=, ...: a server per distinct settings) and "
+        "faults=[{...}] to inject",
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import ipaddress
 import math
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +60,8 @@ class Settings:
     journal_max_entries: int = JOURNAL_ENTRIES
     journal_max_bytes: int = JOURNAL_BYTES
     """The request journal keeps its newest entries within both caps (paths count by their length)."""
+    control_token: str | None = field(default=None, repr=False)
+    """The bearer token ``/_mock`` requires (``None``: open, only allowed on a loopback bind)."""
     providers: tuple[str, ...] = field(default=PROVIDER_IDS)
     max_json_body: int = MAX_JSON_BODY
     """Largest JSON request body, in bytes (a larger one is the provider's 413); uploads have their own."""
@@ -69,6 +74,11 @@ class Settings:
     max_resources: int = MAX_RESOURCES
     """Most resources of one kind kept per provider; past it the oldest are dropped first."""
 
+    @property
+    def loopback(self) -> bool:
+        """Whether the server listens on loopback only (127.0.0.0/8, ::1, localhost)."""
+        return is_loopback(self.host)
+
     def served_providers(self) -> tuple[str, ...]:
         """The provider ids this server answers for."""
         return (self.provider,) if self.provider else self.providers
@@ -76,6 +86,37 @@ class Settings:
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields replaced."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=256)  # the control API asks for every request's Host; parsing one costs ~5 us
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address (brackets and a trailing dot allowed) is loopback only."""
+    name = host.strip().lower().removeprefix("[").removesuffix("]").removesuffix(".")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # any other name may resolve anywhere: not loopback
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 (Python 3.11 does not call it loopback)
+    return address.is_loopback
+
+
+def with_control_token(settings: Settings) -> tuple[Settings, str | None]:
+    """``settings`` with a control token wherever one is needed (a non-loopback bind without one), and the
+    token generated for it (``None`` when none was generated: given, or not needed on loopback)."""
+    if settings.control_token is not None or settings.loopback:
+        return settings, None
+    token = secrets.token_urlsafe(32)
+    return settings.with_changes(control_token=token), token
+
+
+def _control_token(text: str) -> str:
+    # Sent as 'Authorization: Bearer TOKEN': visible ASCII, no spaces (and never echoed in the error).
+    if not text or not all("!" <= char <= "~" for char in text):
+        raise argparse.ArgumentTypeError("must be non-empty visible ASCII without spaces")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -208,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"approximate size the journal keeps (default: {JOURNAL_BYTES} = 24 MiB)",
     )
     parser.add_argument(
+        "--control-token",
+        type=_control_token,
+        metavar="TOKEN",
+        default=env.get("MOCKSERVER_CONTROL_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' on /_mock (default: open on a loopback --host; "
+        "generated and printed once on any other)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -240,4 +289,5 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         signing_secret=args.signing_secret,
         journal_max_entries=args.journal_max_entries,
         journal_max_bytes=args.journal_max_bytes,
+        control_token=args.control_token,
     )

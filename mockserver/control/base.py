@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mockserver.control.access import ACCESS, Refusal
 from mockserver.mock import Mock
 
 ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -81,12 +82,22 @@ def _error_response(exc: ControlError | web.HTTPException) -> web.Response:
     return response
 
 
+def _refusal_response(refusal: Refusal) -> web.Response:
+    response = json_reply({"error": {"code": refusal.code, "message": refusal.message}}, refusal.status)
+    response.headers.update(refusal.headers)
+    return response
+
+
 def guarded(handler: ControlHandler) -> ControlHandler:
-    """``handler`` with its ``ControlError``s and HTTP errors answered as JSON (a wrapper, not a middleware:
-    any middleware would also wrap every provider request)."""
+    """``handler`` behind the control API's access check (``access.ControlAccess``), with its
+    ``ControlError``s and HTTP errors answered as JSON (a wrapper, not a middleware: any middleware would
+    also wrap every provider request). Every control route, the 404/405 fallback included, is one."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
+        refusal = request.app[ACCESS].refusal(request)
+        if refusal is not None:
+            return _refusal_response(refusal)
         try:
             return await handler(request)
         except ControlError as exc:

@@ -7,6 +7,7 @@ started with ``python -m mockserver`` or one in a container.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from mockserver.testing.webhooks import verify_signature
 DEFAULT_TIMEOUT = 10.0
 JOURNAL_PAGE = 1000
 """Journal entries read per request when following its pages (the control API's largest page)."""
+TOKEN_VARIABLE = "MOCKSERVER_CONTROL_TOKEN"
 
 
 @functools.cache
@@ -71,11 +73,18 @@ class ControlError(AssertionError):
 class MockControl:
     """Provider requests and the ``/_mock`` control API of one running mock."""
 
-    def __init__(self, base_url: str, server: ServerThread | None = None) -> None:
+    def __init__(
+        self, base_url: str, server: ServerThread | None = None, *, token: str | None = None
+    ) -> None:
+        """``token``: the control token (default: the in-process server's, else $MOCKSERVER_CONTROL_TOKEN)."""
         self.base_url = base_url.rstrip("/")
         self.server = server
         """The in-process server, when the plugin started it (``None`` for a remote mock)."""
         self.http = requests.Session()
+        if token is None:
+            token = server.settings.control_token if server else os.environ.get(TOKEN_VARIABLE) or None
+        # Sent on control calls only: provider calls through the same session must not carry it.
+        self._control_headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._providers: dict[str, ProviderInfo] | None = None
 
     # -- providers ----------------------------------------------------------------------------------
@@ -131,7 +140,11 @@ class MockControl:
     def control(self, method: str, path: str, json: Any = None) -> Any:
         """Call ``/_mock<path>`` and return its JSON (``ControlError`` with the answer on a 4xx/5xx)."""
         response = self.http.request(
-            method, f"{self.base_url}/_mock{path}", json=json, timeout=DEFAULT_TIMEOUT
+            method,
+            f"{self.base_url}/_mock{path}",
+            json=json,
+            headers=self._control_headers,
+            timeout=DEFAULT_TIMEOUT,
         )
         if response.status_code >= 400:
             raise ControlError(f"{method} /_mock{path} answered {response.status_code}: {response.text}")

@@ -52,8 +52,12 @@ def test_cors_headers_reach_every_kind_of_response(mock: Any) -> None:
         "unknown path": requests.get(f"{base}/v1/nothing-here", headers=key, timeout=10),
         "wrong method": requests.delete(f"{base}/v1/models", headers=key, timeout=10),
         "no key": requests.get(f"{base}/v1/models", headers=origin, timeout=10),
-        "control API": requests.get(f"{mock.base_url}/_mock/providers", headers=origin, timeout=10),
-        "control API 404": requests.get(f"{mock.base_url}/_mock/nothing-here", headers=origin, timeout=10),
+    }
+    # The control API answers its own origin (a page the mock served), never the providers' '*'.
+    own = {"Origin": mock.base_url}
+    control = {
+        "control API": requests.get(f"{mock.base_url}/_mock/providers", headers=own, timeout=10),
+        "control API 404": requests.get(f"{mock.base_url}/_mock/nothing-here", headers=own, timeout=10),
     }
     statuses = {name: r.status_code for name, r in responses.items()}
     assert statuses == {
@@ -61,12 +65,15 @@ def test_cors_headers_reach_every_kind_of_response(mock: Any) -> None:
         "unknown path": 404,
         "wrong method": 405,
         "no key": 401,
-        "control API": 200,
-        "control API 404": 404,
     }
+    assert [r.status_code for r in control.values()] == [200, 404]
     for name, response in responses.items():
         assert response.headers.get("Access-Control-Allow-Origin") == "http://localhost:3000", name
         assert response.headers.get("Vary") == "Origin", name
+    for name, response in control.items():
+        assert response.headers.get("Access-Control-Allow-Origin") == mock.base_url, name
+        assert response.headers.get("Vary") == "Origin", name
+        assert "Access-Control-Allow-Credentials" not in response.headers, name
     plain = requests.get(f"{base}/v1/models", headers={"Authorization": key["Authorization"]}, timeout=10)
     assert "Access-Control-Allow-Origin" not in plain.headers
 
@@ -89,7 +96,11 @@ def test_preflights_are_answered_and_other_options_get_the_envelope(mock: Any) -
     assert plain.headers["Allow"] == "POST"
     assert plain.json()["error"]["type"] == "method_not_allowed"
     control = requests.options(f"{mock.base_url}/_mock/providers", headers=preflight, timeout=10)
+    assert control.status_code == 403  # the providers' default '*' does not open the control API
+    own = {**preflight, "Origin": mock.base_url}
+    control = requests.options(f"{mock.base_url}/_mock/providers", headers=own, timeout=10)
     assert control.status_code == 204
+    assert control.headers["Access-Control-Allow-Origin"] == mock.base_url
 
 
 def test_control_api_errors_stay_json(mock: Any) -> None:
@@ -100,6 +111,7 @@ def test_control_api_errors_stay_json(mock: Any) -> None:
     assert wrong_method.status_code == 405
     assert wrong_method.headers["Allow"] == "GET"
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
-    bad_body = requests.post(f"{mock.base_url}/_mock/clock/advance", data=b"{", timeout=10)
+    json_type = {"Content-Type": "application/json"}
+    bad_body = requests.post(f"{mock.base_url}/_mock/clock/advance", data=b"{", headers=json_type, timeout=10)
     assert bad_body.status_code == 400
     assert "error" in bad_body.json()

@@ -94,12 +94,20 @@ def test_only_modelstudio_lists_an_organization(mock: Any) -> None:
             assert info.organization_id is None, provider_id
 
 
-def test_base_urls_follow_host_header(chat_mock: Any) -> None:
-    response = chat_mock.http.get(f"{chat_mock.base_url}/_mock/providers", headers={"Host": "mock.test:9000"})
+def test_base_urls_follow_host_header(chat_mock: Any, start_chat_mock: Any) -> None:
+    response = chat_mock.http.get(f"{chat_mock.base_url}/_mock/providers", headers={"Host": "localhost:9000"})
     urls = {p["id"]: p["base_url"] for p in response.json()["providers"]}
     assert urls == {
-        "studioaicore": "http://mock.test:9000/studioaicore",
-        "spaceai": "http://mock.test:9000/spaceai",
+        "studioaicore": "http://localhost:9000/studioaicore",
+        "spaceai": "http://localhost:9000/spaceai",
+    }
+    # Any other Host needs a token-protected control API (open on loopback, it answers loopback Hosts only).
+    guarded = start_chat_mock(control_token="host-test-token")
+    headers = {"Host": "mock.test:9000", "Authorization": "Bearer host-test-token"}
+    response = guarded.http.get(f"{guarded.base_url}/_mock/providers", headers=headers)
+    assert {p["base_url"] for p in response.json()["providers"]} == {
+        "http://mock.test:9000/studioaicore",
+        "http://mock.test:9000/spaceai",
     }
 
 

@@ -145,6 +145,21 @@ USER_FILES = {
         def test_client(aigen_spaceai_openai):
             raise AssertionError("not reached")
     """,
+    "test_control_token.py": """
+        import pytest
+        import requests
+
+        @pytest.mark.aigen_mock(control_token="plugin-control-token")
+        def test_token_protected(aigen_mock, aigen_mock_server):
+            assert aigen_mock_server.settings.control_token == "plugin-control-token"
+            aigen_mock.advance(7)  # the fixture's reset and these calls carry the token
+            assert aigen_mock.provider("spaceai").api_key
+            assert aigen_mock.get("spaceai", "/v1/models").status_code == 200
+            bare = requests.post(aigen_mock.base_url + "/_mock/reset", timeout=10)
+            assert bare.status_code == 401
+            assert bare.headers["WWW-Authenticate"].startswith("Bearer")
+            assert aigen_mock.control("GET", "/clock")["offset"] == 7
+    """,
     "test_violation.py": """
         def test_mock_misbehaves(aigen_mock, aigen_mock_server):
             # Stands in for a mock bug: a response outside the spec, as the mock itself records it.
@@ -197,7 +212,7 @@ def user_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     )
     assert result.returncode in (0, 1), result.stdout + result.stderr
     found = outcomes(report)
-    assert len(found) == 17, result.stdout
+    assert len(found) == 18, result.stdout
     return found
 
 
@@ -213,6 +228,10 @@ def test_fixtures_need_no_conftest_code(user_run: dict[str, str]) -> None:
 
 def test_marker_options_apply_and_servers_are_shared_per_settings(user_run: dict[str, str]) -> None:
     passed(user_run, "test_markers.py::")
+
+
+def test_the_fixture_sends_the_control_token_the_server_requires(user_run: dict[str, str]) -> None:
+    passed(user_run, "test_control_token.py::")
 
 
 def test_each_test_starts_from_the_seed(user_run: dict[str, str]) -> None:
