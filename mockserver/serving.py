@@ -55,8 +55,13 @@ class HeaderTimeoutHandler(RequestHandler):
         if self._request_count != heads:
             # A head completed: its request is answered by the handler; no timer until the next one starts.
             self._last_body = self._messages[-1][1] if self._messages else None
-            self._disarm()
-        elif self._header_timer is None and data and not self._reading_body():
+            if self._header_timer is not None:
+                self._disarm()
+        elif (
+            self._header_timer is None
+            and data
+            and not (self._close or self._force_close or self._reading_body())
+        ):
             self._heads_at_timer = self._request_count
             self._header_timer = self._loop.call_later(self._header_timeout, self._headers_timed_out)
 

@@ -3,7 +3,7 @@
 Renders depend only on (seed, prompt), so the same request under the same seed gives the same bytes,
 and a different prompt or seed gives visibly different ones. Each render takes a few milliseconds, which
 thousands of jobs finishing at one clock advance would add up to seconds of a blocked event loop: a file
-can therefore be stored as its render (``put_render``) and drawn on its first download.
+can therefore be stored as its render (``FileStore.put(render, ...)``) and drawn on its first download.
 """
 
 from __future__ import annotations
@@ -58,15 +58,9 @@ class FileStore:
         # a different file after it.
         self._counter = itertools.count()
 
-    def put(self, data: bytes, content_type: str, filename: str) -> StoredFile:
-        """Store bytes under a fresh unique hex id."""
-        return self._store(data, content_type, filename)
-
-    def put_render(self, render: Render, content_type: str, filename: str) -> StoredFile:
-        """Store a file whose bytes ``render()`` makes on its first download (a fresh unique hex id)."""
-        return self._store(render, content_type, filename)
-
-    def _store(self, data: bytes | Render, content_type: str, filename: str) -> StoredFile:
+    def put(self, data: bytes | Render, content_type: str, filename: str) -> StoredFile:
+        """Store a file under a fresh unique hex id: its bytes, or the render that makes them on its first
+        download."""
         number = next(self._counter)
         file_id = hashlib.blake2b(f"{number}:{filename}".encode(), digest_size=12).hexdigest()
         stored = StoredFile(file_id, filename, content_type, data)

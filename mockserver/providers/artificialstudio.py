@@ -76,14 +76,14 @@ def _store_outputs(files: FileStore, generation: Generation, seed: int) -> tuple
     """The output and thumbnail files of a generation's tool kind, drawn when first downloaded."""
     prompt = generation.prompt
     if generation.kind == "video":
-        output = files.put_render(lambda: render_video(prompt, seed), MP4, f"{generation.id}.mp4")
-        thumbnail = files.put_render(
+        output = files.put(lambda: render_video(prompt, seed), MP4, f"{generation.id}.mp4")
+        thumbnail = files.put(
             lambda: render_thumbnail(video_poster(prompt, seed)), JPEG, f"{generation.id}.jpg"
         )
         return output, thumbnail
-    output = files.put_render(lambda: render_image(prompt, seed), PNG, f"{generation.id}.png")
+    output = files.put(lambda: render_image(prompt, seed), PNG, f"{generation.id}.png")
     # The thumbnail is made from the image itself (rendered once, whichever is fetched first).
-    thumbnail = files.put_render(lambda: render_thumbnail(output.data), JPEG, f"{generation.id}.jpg")
+    thumbnail = files.put(lambda: render_thumbnail(output.data), JPEG, f"{generation.id}.jpg")
     return output, thumbnail
 
 

@@ -40,10 +40,4 @@ async def deliver(
             data = await asyncio.to_thread(data)
         url = await save_to_storage(call, data, content_type, filename, settings.get("storagePath"))
         return Output(signed_url=url)
-    files = call.services.files
-    stored = (
-        files.put(data, content_type, filename)
-        if isinstance(data, bytes)
-        else files.put_render(data, content_type, filename)
-    )
-    return Output(stored=stored)
+    return Output(stored=call.services.files.put(data, content_type, filename))
