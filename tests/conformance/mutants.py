@@ -180,18 +180,17 @@ def on_files(change: Callable[[bytes, str, str], tuple[bytes, str, str]]) -> Pat
 
     def patch(mock: Mock) -> None:
         files = mock.services.files
-        put, put_render = files.put, files.put_render
+        put = files.put
 
-        def stored(data: bytes, content_type: str, filename: str) -> StoredFile:
-            return put(*change(data, content_type, filename))
-
-        def stored_render(render: Callable[[], bytes], content_type: str, filename: str) -> StoredFile:
+        def stored(data: bytes | Callable[[], bytes], content_type: str, filename: str) -> StoredFile:
+            if not callable(data):
+                return put(*change(data, content_type, filename))
             # A render is drawn on first download: the change applies to its bytes then.
+            render = data
             _, changed_type, changed_name = change(b"", content_type, filename)
-            return put_render(lambda: change(render(), content_type, filename)[0], changed_type, changed_name)
+            return put(lambda: change(render(), content_type, filename)[0], changed_type, changed_name)
 
         files.put = stored  # type: ignore[method-assign]
-        files.put_render = stored_render  # type: ignore[method-assign]
 
     return patch
 
