@@ -18,7 +18,7 @@ from mockserver.settings import Settings, settings_from_args
 def banner(settings: Settings, mock_keys: dict[str, str]) -> str:
     """The start-up text: each provider's base URL and API key."""
     host = f"http://{settings.host}:{settings.port}"
-    lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/"]
+    lines = [f"mockserver listening on {host} (seed {settings.seed}); dashboard at {host}/_mock/ui"]
     for provider_id, key in mock_keys.items():
         base = host if settings.provider else f"{host}/{provider_id}"
         lines.append(f"  {provider_id:<17} {base:<40} key: {key}")

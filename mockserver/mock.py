@@ -11,6 +11,7 @@ from mockserver.core import media
 from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
 from mockserver.core.faults import Faults
+from mockserver.core.feed import Feed
 from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
 from mockserver.core.media import FileStore
@@ -35,6 +36,8 @@ class Mock:
     journal: Journal
     faults: Faults
     providers: dict[str, ProviderService]
+    feed: Feed
+    """The live feed of requests for the dashboard (``GET /_mock/events``); idle until someone listens."""
 
     def reset(self) -> None:
         """Restore the seed state: store, clock, counters, journal, faults and files.
@@ -107,4 +110,5 @@ def build_mock(settings: Settings) -> Mock:
         services.webhooks.register(provider_id, compile_webhooks(loaded.spec))
         mount = "" if settings.provider else f"/{provider_id}"
         providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
-    return Mock(settings, services, limiter, journal, faults, providers)
+    feed = Feed(journal, lambda provider_id: services.store[provider_id].keys)
+    return Mock(settings, services, limiter, journal, faults, providers, feed)

@@ -163,6 +163,10 @@ class JobEngine:
         """A job by id, or None."""
         return self._jobs.get((provider, job_id))
 
+    def jobs(self) -> list[Job]:
+        """Every job, oldest first (for the control API's listing)."""
+        return list(self._jobs.values())
+
     def view(self, job: Job) -> JobView:
         """A job's state now."""
         return job.view(self._clock.now())

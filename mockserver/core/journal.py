@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 JOURNAL_SIZE = 10_000
 
@@ -22,6 +22,19 @@ class Entry(NamedTuple):
     latency_ms: float
 
 
+class Tap(Protocol):
+    """Something told of each request and violation as it is recorded (the dashboard's live feed)."""
+
+    def on_request(self, entry: Entry, request: Any, response: Any) -> None:
+        """``request`` answered with ``response`` was recorded as ``entry``."""
+
+    def on_violation(self, violation: dict[str, Any]) -> None:
+        """A response broke the spec."""
+
+    def clear(self) -> None:
+        """The journal was cleared."""
+
+
 class Journal:
     """A bounded log of requests, newest last, and of responses that broke the spec."""
 
@@ -30,6 +43,8 @@ class Journal:
         self._entries: deque[tuple[Any, ...]] = deque(maxlen=size)
         self._ids = itertools.count(1)
         self.violations: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.taps: list[Tap] = []
+        """Listeners; empty unless a dashboard is connected, and then the only cost ``record`` adds."""
 
     def record(
         self,
@@ -40,16 +55,23 @@ class Journal:
         operation_id: str | None,
         status: int,
         latency_ms: float,
+        request: Any = None,
+        response: Any = None,
     ) -> None:
-        """Append one request (positional arguments: this runs for every request)."""
+        """Append one request (positional arguments: this runs for every request); ``request`` and
+        ``response`` reach the taps only."""
         entry = (next(self._ids), time, provider, method, path, operation_id, status, latency_ms)
         self._entries.append(entry)
+        if self.taps:
+            for tap in self.taps:
+                tap.on_request(Entry(*entry), request, response)
 
     def violation(self, provider: str, operation_id: str, status: int, problem: str) -> None:
         """Remember that the mock answered something its spec does not allow."""
-        self.violations.append(
-            {"provider": provider, "operation_id": operation_id, "status": status, "problem": problem}
-        )
+        violation = {"provider": provider, "operation_id": operation_id, "status": status, "problem": problem}
+        self.violations.append(violation)
+        for tap in self.taps:
+            tap.on_violation(violation)
 
     def entries(self, provider: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Entries as dicts, optionally for one provider and only the newest ``limit``."""
@@ -65,3 +87,5 @@ class Journal:
         """Forget every entry and violation."""
         self._entries.clear()
         self.violations.clear()
+        for tap in self.taps:
+            tap.clear()

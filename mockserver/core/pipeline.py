@@ -244,6 +244,8 @@ class ProviderService:
             plan.operation.operation_id if plan is not None else None,
             response.status,
             (time.perf_counter() - started) * 1000,
+            request,
+            response,
         )
         return response
 
