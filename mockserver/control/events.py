@@ -22,7 +22,9 @@ from mockserver.core.jobs import Job
 from mockserver.mock import Mock
 
 HEARTBEAT_SECONDS = 15.0
-"""A comment line this often keeps proxies from closing an idle stream and notices a gone client."""
+"""A comment line this often keeps proxies from closing an idle stream."""
+GONE_CHECK_SECONDS = 0.5
+"""How often an idle stream checks whether its client left."""
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -41,11 +43,19 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         # A first event at once: the client knows it is connected (and the headers are flushed).
         await response.write(b"event: hello\ndata: {}\n\n")
+        idle = 0.0
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                event = await asyncio.wait_for(queue.get(), GONE_CHECK_SECONDS)
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                # aiohttp does not cancel a handler whose client left: look, so that the feed (and the
+                # request path's tap) stops soon after the last dashboard closes.
+                if request.transport is None or request.transport.is_closing():
+                    break
+                idle += GONE_CHECK_SECONDS
+                if idle >= HEARTBEAT_SECONDS:
+                    idle = 0.0
+                    await response.write(b": keep-alive\n\n")
                 continue
             if event is None:  # the server is shutting down
                 break

@@ -136,22 +136,31 @@ async function act(label, action) {
 // -- providers -------------------------------------------------------------------------------------------
 
 function curlFor(provider, spec) {
-  // The first GET without path parameters (or only the organization) in the provider's own spec, and its
-  // security scheme: a call that works as pasted.
-  let path = "/";
-  let auth = `Authorization: Bearer ${provider.api_key}`;
+  // A call that works as pasted, from the provider's own spec: the first POST with a documented example body
+  // (else the first GET), without path parameters but the organization, and the spec's credential header.
+  const scheme = Object.keys(spec?.security?.[0] ?? {})[0];
+  const declared = spec?.components?.securitySchemes?.[scheme];
+  const header = declared?.type === "apiKey" && declared.in === "header" ? `${declared.name}: ` : "Authorization: Bearer ";
+  let call = { path: "/", body: null };
+  const candidates = [];
   for (const [template, item] of Object.entries(spec?.paths ?? {})) {
-    const op = item.get;
-    if (!op) continue;
-    const params = template.match(/\{[^}]+\}/g) ?? [];
-    if (params.some((p) => p !== "{organization_id}")) continue;
-    path = template.replace("{organization_id}", provider.organization_id ?? "");
-    const scheme = Object.keys((op.security ?? spec.security ?? [{}])[0] ?? {})[0];
-    const declared = spec.components?.securitySchemes?.[scheme];
-    if (declared?.type === "apiKey" && declared.in === "header") auth = `${declared.name}: ${provider.api_key}`;
-    break;
+    if ((template.match(/\{[^}]+\}/g) ?? []).some((p) => p !== "{organization_id}")) continue;
+    const path = template.replace("{organization_id}", provider.organization_id ?? "");
+    const media = item.post?.requestBody?.content?.["application/json"];
+    const example = media?.example ?? Object.values(media?.examples ?? {})[0]?.value;
+    if (example !== undefined) candidates.push({ rank: 0, path, body: example });
+    else if (item.get) candidates.push({ rank: 1, path, body: null });
   }
-  return (key) => `curl -s ${provider.base_url}${path} -H "${auth.replace(provider.api_key, key)}"`;
+  candidates.sort((a, b) => a.rank - b.rank);
+  if (candidates.length) call = candidates[0];
+  return (key) => {
+    const parts = [`curl -s ${provider.base_url}${call.path}`, `-H "${header}${key}"`];
+    if (call.body !== null) {
+      const json = JSON.stringify(call.body).replaceAll("'", "'\\''");
+      parts.push(`-H "Content-Type: application/json" -d '${json}'`);
+    }
+    return parts.join(" ");
+  };
 }
 
 async function loadProviders() {
