@@ -34,6 +34,9 @@ function h(tag, attrs = {}, ...children) {
 const $ = (selector) => document.querySelector(selector);
 
 function fill(tbody, rows, emptyText, columns) {
+  // Never redraw a table under someone typing in it: a refresh would throw their unsent edit away.
+  const active = document.activeElement;
+  if (active?.tagName === "INPUT" && tbody.contains(active) && active.value !== active.defaultValue) return;
   tbody.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: columns, class: "muted" }, emptyText))]));
 }
 
@@ -329,11 +332,18 @@ function handleEvent(type, data) {
   }
 }
 
+// Leaving the page ends the stream at once: an open one would hold one of the browser's few connections
+// to the mock.
+const leaving = new AbortController();
+addEventListener("pagehide", () => leaving.abort());
+
 async function listen() {
   // fetch, not EventSource: EventSource cannot send the Authorization header a remote mock asks for.
   for (;;) {
     try {
-      const response = await fetch(new URL("events", CONTROL), { headers: headers(false), cache: "no-store" });
+      const response = await fetch(new URL("events", CONTROL), {
+        headers: headers(false), cache: "no-store", signal: leaving.signal,
+      });
       if (response.status === 401) {
         await askToken();
         continue;
@@ -361,6 +371,7 @@ async function listen() {
         }
       }
     } catch { /* fall through: reconnect */ }
+    if (leaving.signal.aborted) return;
     setLive("reconnecting", "warn");
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
@@ -395,12 +406,17 @@ async function loadWebhooks() {
 
 // -- wallets and keys ------------------------------------------------------------------------------------
 
+function commit(input) {
+  input.defaultValue = input.value; // sent: the table may redraw again
+  return true;
+}
+
 async function loadAccounts() {
   const [{ accounts }, { keys }] = await Promise.all([api("GET", "accounts"), api("GET", "keys")]);
   fill($("#account-table tbody"), accounts.map((a) => {
     const input = h("input", { type: "number", min: 0, step: 1, value: a.wallet_cents ?? "",
       "aria-label": `New balance in cents for ${a.provider} ${a.id}`, class: "cents" });
-    const set = () => act(`Balance of ${a.id} set`, () =>
+    const set = () => act(`Balance of ${a.id} set`, () => commit(input) &&
       api("PUT", `accounts/${a.provider}/${encodeURIComponent(a.id)}/wallet`, { wallet_cents: Number(input.value) }));
     return h("tr", { "data-provider": a.provider, "data-account": a.id },
       h("td", {}, a.provider), h("td", {}, h("code", {}, a.id)), h("td", { class: "balance" }, money(a.wallet_cents)),
@@ -410,7 +426,7 @@ async function loadAccounts() {
   fill($("#key-table tbody"), keys.map((k) => {
     const input = h("input", { type: "number", min: 0, step: 1, value: k.spend_limit_cents ?? "", placeholder: "none",
       "aria-label": `Spend limit in cents for key ${k.name} (${k.provider}); empty for none`, class: "cents" });
-    const set = () => act(`Spend limit of ${k.name} set`, () =>
+    const set = () => act(`Spend limit of ${k.name} set`, () => commit(input) &&
       api("PUT", `keys/${k.provider}/${k.key_id}/spend-limit`,
         { spend_limit_cents: input.value === "" ? null : Number(input.value) }));
     return h("tr", { "data-key": k.key_id, class: k.revoked ? "revoked" : "" },
@@ -504,9 +520,11 @@ async function start() {
   onSubmit("#key-form", createKey);
   onSubmit("#advance-form", (form) => advance(Number(new FormData(form).get("seconds"))));
   onSubmit("#request-filters", () => renderRequests());
-  for (const id of ["#filter-provider", "#filter-status", "#filter-operation"]) {
-    $(id).addEventListener("input", renderRequests);
-  }
+  // One event per kind of control: a "change" of the text field on blur would re-render the rows under the
+  // focus of a keyboard user tabbing into them.
+  $("#filter-provider").addEventListener("change", renderRequests);
+  $("#filter-status").addEventListener("change", renderRequests);
+  $("#filter-operation").addEventListener("input", renderRequests);
   for (const button of document.querySelectorAll("[data-advance]")) {
     button.addEventListener("click", () => advance(Number(button.dataset.advance)));
   }
