@@ -44,7 +44,7 @@ class Journal:
         self._ids = itertools.count(1)
         self.violations: deque[dict[str, Any]] = deque(maxlen=1000)
         self.taps: list[Tap] = []
-        """Listeners; empty unless a dashboard is connected, and then the only cost ``record`` adds."""
+        """Listeners; empty unless a dashboard is connected (checking it is all the request path pays)."""
 
     def record(
         self,
@@ -55,16 +55,16 @@ class Journal:
         operation_id: str | None,
         status: int,
         latency_ms: float,
-        request: Any = None,
-        response: Any = None,
     ) -> None:
-        """Append one request (positional arguments: this runs for every request); ``request`` and
-        ``response`` reach the taps only."""
+        """Append one request (positional arguments: this runs for every request)."""
         entry = (next(self._ids), time, provider, method, path, operation_id, status, latency_ms)
         self._entries.append(entry)
-        if self.taps:
-            for tap in self.taps:
-                tap.on_request(Entry(*entry), request, response)
+
+    def publish(self, request: Any, response: Any) -> None:
+        """Tell the taps about the entry just recorded (the caller checks ``taps`` first: usually empty)."""
+        entry = Entry(*self._entries[-1])
+        for tap in self.taps:
+            tap.on_request(entry, request, response)
 
     def violation(self, provider: str, operation_id: str, status: int, problem: str) -> None:
         """Remember that the mock answered something its spec does not allow."""

@@ -244,9 +244,9 @@ class ProviderService:
             plan.operation.operation_id if plan is not None else None,
             response.status,
             (time.perf_counter() - started) * 1000,
-            request,
-            response,
         )
+        if self.journal.taps:  # a dashboard listens (core/feed.py); otherwise this test is all it costs
+            self.journal.publish(request, response)
         return response
 
     async def _stream(

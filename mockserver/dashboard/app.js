@@ -300,7 +300,9 @@ async function openDetail(entry) {
   const violations = detail.violations?.length ? detail.violations : entry.violations ?? [];
   body.replaceChildren(
     h("p", {}, `${detail.provider} · ${detail.operation_id ?? "no operation"} · ${detail.latency_ms.toFixed(1)} ms · ${isoTime(detail.time)}`),
-    violations.length ? h("div", { class: "violation-box", role: "alert" }, h("strong", {}, "Spec violation: "), violations.join("; ")) : null,
+    ...(violations.length
+      ? [h("div", { class: "violation-box", role: "alert" }, h("strong", {}, "Spec violation: "), violations.join("; "))]
+      : []),
     h("div", { class: "split" },
       h("div", {}, h("h3", {}, "Request"), h("p", {}, h("code", {}, `${detail.request.method} ${detail.request.path}`)),
         headerBlock(detail.request.headers), ...bodyBlock("Body", detail.request.body)),

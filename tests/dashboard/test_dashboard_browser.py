@@ -20,6 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from mockserver.core.calls import JsonReply
 from mockserver.testing.webhooks import WebhookReceiver
 
 SPACEAI = "spaceai"
@@ -316,3 +317,27 @@ def test_readable_on_a_phone(page: Page) -> None:
     # Keyboard: the first Tab reaches the skip link, which leads to the content.
     page.find("body").send_keys(Keys.TAB)
     assert page.driver.switch_to.active_element.text == "Skip to content"
+
+
+def test_a_spec_violation_is_marked_on_its_entry(page: Page) -> None:
+    service = page.mock.server.mock.providers[SPACEAI]
+    original = service.handlers["listModels"]
+
+    async def broken(call: Any) -> JsonReply:
+        return JsonReply({"object": "list"})  # no "data": outside the spec
+
+    service.handlers["listModels"] = broken
+    try:
+        assert page.mock.get(SPACEAI, "/v1/models").status_code == 500  # strict validation
+    finally:
+        service.handlers["listModels"] = original
+    page.wait(lambda: page.all("#request-table tr.violation"), "the flagged entry")
+    assert "spec violation" in page.text("#request-table tr.violation")
+    Select(page.find("#filter-status")).select_by_value("violation")
+    page.wait(lambda: len(page.all("#request-table tbody tr[data-id]")) == 1, "the violation filter")
+    page.click("#request-table tr.violation button")
+    page.wait(lambda: "Spec violation" in page.text("#detail-body"), "the violation in the detail")
+    assert "data" in page.text("#detail-body .violation-box")
+    assert "null" not in page.text("#detail-body").split("\n")[:3]
+    page.shoot("#detail", "3-request-detail-violation")
+    page.mock.reset()  # the violation was on purpose: the fixture's check must not see it

@@ -134,9 +134,10 @@ def sweep_target(start_mock: Any) -> Any:
 def control_schema(sweep_target: Any) -> Any:
     """control.yaml aimed at the dedicated server."""
     config = sweep_config(sweep_target.base_url, sweep_target.known)
-    # GET /events is an endless stream (tests/mockserver/test_dashboard_api.py covers it): a fuzzer's call
-    # would never return.
-    return schemathesis.openapi.from_path(spec_path("control"), config=config).exclude(path="/events")
+    # GET /events is an endless stream (a fuzzer's call would never return), and /ui serves the dashboard's
+    # static files (nothing to fuzz): tests/mockserver/test_dashboard_api.py covers both.
+    schema = schemathesis.openapi.from_path(spec_path("control"), config=config)
+    return schema.exclude(path="/events").exclude(path_regex="^/ui")
 
 
 @pytest.mark.slow
