@@ -36,8 +36,7 @@ CHROMIUM_FLAGS = (
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--window-size=1280,1000",
 )
-WAIT_SECONDS = 20.0
-"""How long a step may take to show on screen (generous: the machine may be loaded)."""
+PAGE_LOAD_SECONDS = 20.0
 
 
 def _missing() -> str | None:
@@ -69,24 +68,30 @@ def browser() -> Iterator[Any]:
     options.binary_location = shutil.which("chromium") or "chromium"
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    driver.set_page_load_timeout(WAIT_SECONDS)
+    driver.set_page_load_timeout(PAGE_LOAD_SECONDS)
     try:
         yield driver
     finally:
         driver.quit()
 
 
+SCREENSHOTS = pytest.StashKey[Path]()
+
+
 @pytest.fixture(scope="session")
-def screenshots(request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A temporary folder for the panels' screenshots; its path is printed at the end of the run."""
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """A temporary folder for the panels' screenshots; its path is printed in the run's summary."""
     folder = Path(tempfile.mkdtemp(prefix="mock-dashboard-screens-"))
-    yield folder
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"dashboard screenshots: {folder} ({len(list(folder.glob('*.png')))} files)"
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
-        print(line)
+    request.config.stash[SCREENSHOTS] = folder
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where the screenshots are (after the results, whatever the capture mode)."""
+    folder = config.stash.get(SCREENSHOTS, None)
+    if folder is not None:
+        count = len(list(folder.glob("*.png")))
+        terminalreporter.write_line(f"dashboard screenshots ({count}): {folder}")
 
 
 @pytest.fixture(scope="module")

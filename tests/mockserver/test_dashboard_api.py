@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 import requests
+import schemathesis
 import yaml
-from test_control_spec import control, error
+from test_control_spec import DASHBOARD_PATHS, control, error, sweep_config
 
 from mockserver.core.calls import JsonReply
 from mockserver.core.feed import MAX_BODY_CAPTURE, RING_SIZE
@@ -24,6 +25,12 @@ from mockserver.settings import Settings
 from mockserver.testing.control import MockControl
 from mockserver.testing.server import ServerThread
 
+# Not the endless /events stream, nor the static /ui files (test_dashboard_files checks those).
+dashboard_sweep = (
+    schemathesis.pytest.from_fixture("dashboard_schema")
+    .include(path_regex=DASHBOARD_PATHS)
+    .exclude(path_regex="^/(events|ui)")
+)
 SPACEAI = "spaceai"
 ARTIFICIAL = "artificialstudio"
 PAST_ANY_JOB = 3600
@@ -229,3 +236,17 @@ def test_shutdown_ends_open_event_streams() -> None:
         server.stop()
         mock.close()
     assert server.leftover_tasks == []
+
+
+@pytest.fixture
+def dashboard_schema(start_mock: Any) -> Any:
+    """control.yaml on a dedicated server."""
+    mock = start_mock()
+    config = sweep_config(mock.base_url, {"provider": ARTIFICIAL, "entry_id": "1"})
+    return schemathesis.openapi.from_path(spec_path("control"), config=config)
+
+
+@pytest.mark.slow
+@dashboard_sweep.parametrize()
+def test_dashboard_routes_sweep(case: schemathesis.Case) -> None:
+    case.call_and_validate()
