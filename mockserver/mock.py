@@ -53,6 +53,7 @@ class Mock:
         self.services.ids.reset()
         self.limiter.reset()
         self.journal.clear()
+        self.feed.clear()
         self.faults.clear()
         self.services.jobs.reset()
 
@@ -110,5 +111,5 @@ def build_mock(settings: Settings) -> Mock:
         services.webhooks.register(provider_id, compile_webhooks(loaded.spec))
         mount = "" if settings.provider else f"/{provider_id}"
         providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
-    feed = Feed(journal, lambda provider_id: services.store[provider_id].keys)
+    feed = Feed(journal, lambda: [key for state in services.store.providers.values() for key in state.keys])
     return Mock(settings, services, limiter, journal, faults, providers, feed)

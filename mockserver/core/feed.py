@@ -3,7 +3,7 @@ of recent request and response bodies for the detail view.
 
 The request path pays for none of this while nobody listens: the journal calls its taps only when the list
 is non-empty, and a feed puts itself on that list with its first subscriber and takes itself off with its
-last. Captured details never hold a credential: credential headers are dropped and every key the provider
+last. Captured details never hold a credential: credential headers are dropped and every key the mock
 knows is masked wherever it appears (path, headers, bodies).
 """
 
@@ -32,8 +32,8 @@ CREDENTIAL_HEADERS = frozenset(
 )
 """Headers dropped whatever their value (any other header carrying a known key is masked too)."""
 
-Secrets = Callable[[str], Iterable[str]]
-"""The keys of a provider, to mask wherever they appear."""
+Secrets = Callable[[], Iterable[str]]
+"""Every key the mock knows (of any provider: a client may send one to the wrong provider), to mask."""
 
 
 class Feed:
@@ -73,11 +73,6 @@ class Feed:
         if self in self._journal.taps:
             self._journal.taps.remove(self)
 
-    @property
-    def subscribers(self) -> int:
-        """How many clients listen now."""
-        return len(self._queues)
-
     def publish(self, event: dict[str, Any]) -> None:
         """Send ``event`` to every subscriber (one ``QUEUE_SIZE`` events behind misses it)."""
         for queue in self._queues:
@@ -110,14 +105,14 @@ class Feed:
         return self._details.get(entry_id)
 
     def clear(self) -> None:
-        """Forget captured details (the journal was reset)."""
+        """Forget captured details (the journal was cleared)."""
         self._details.clear()
         self._pending_violations.clear()
 
     def _capture(
         self, entry: Entry, request: web.BaseRequest, response: web.StreamResponse
     ) -> dict[str, Any]:
-        masks = [s for s in self._secrets(entry.provider) if s]
+        masks = [s for s in self._secrets() if s]
         body = response.body if isinstance(response, web.Response) else None
         return {
             **summary(entry, []),

@@ -84,8 +84,9 @@ def chat(mock: Any, content: str) -> requests.Response:
 
 def test_requests_arrive_live_with_redacted_details(mock: Any) -> None:
     key = mock.provider(SPACEAI).api_key
+    other = mock.provider(ARTIFICIAL).api_key  # sent to the wrong provider: masked all the same
     with listening(mock) as events:
-        assert chat(mock, f"my key is {key}").status_code == 200
+        assert chat(mock, f"my key is {key}, or {other}").status_code == 200
         entry = events.next_request()
         assert entry["operation_id"] == "createChatCompletion"
         assert entry["status"] == 200
@@ -95,10 +96,11 @@ def test_requests_arrive_live_with_redacted_details(mock: Any) -> None:
     assert [e["id"] for e in mock.journal(SPACEAI)] == [entry["id"], entry["id"] + 1]
     detail = control(mock, "GET", f"/requests/{entry['id']}")
     assert detail["request"]["headers"]["Authorization"] == "[redacted]"
-    assert "my key is [redacted]" in detail["request"]["body"]["text"]
+    assert "my key is [redacted], or [redacted]" in detail["request"]["body"]["text"]
     assert json.loads(detail["response"]["body"]["text"])["object"] == "chat.completion"
     assert detail["response"]["status"] == 200
     assert key not in json.dumps(detail)
+    assert other not in json.dumps(detail)
 
 
 def wait_for_no_taps(journal: Any) -> None:
