@@ -33,7 +33,10 @@ def banner(settings: Settings, mock_keys: dict[str, str], generated_token: str |
     """The start-up text: each provider's base URL and API key, and a generated control token (only here)."""
     host = f"http://{settings.host}:{settings.port}"
     guard = " (Authorization: Bearer <control token>)" if settings.control_token else ""
-    lines = [f"mockserver listening on {host} (seed {settings.seed}); control API at {host}/_mock/{guard}"]
+    lines = [
+        f"mockserver listening on {host} (seed {settings.seed}); dashboard at {host}/_mock/ui;"
+        f" control API at {host}/_mock/{guard}"
+    ]
     for provider_id, key in mock_keys.items():
         base = host if settings.provider else f"{host}/{provider_id}"
         lines.append(f"  {provider_id:<17} {base:<40} key: {key}")

@@ -16,6 +16,7 @@ from mockserver.core.cors import CATCH_ALL, add_fallback
 from mockserver.core.pipeline import MAX_BODY_BYTES, ProviderService
 from mockserver.mock import MOCK, Mock, build_mock
 from mockserver.settings import Settings
+from mockserver.site import spec_routes, to_dashboard
 
 MAX_REQUEST_BYTES = MAX_BODY_BYTES
 """aiohttp's body limit: the pipeline's, so a chunked body is refused where a declared length would be."""
@@ -42,6 +43,8 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
     app.add_subapp("/_mock", build_control_app(mock))
     for service in mock.providers.values():
         _mount(app.router, service, settings)
+    if not settings.provider:  # with --provider ID, "/" belongs to that provider
+        app.router.add_get("/", to_dashboard)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await mock.start()
@@ -54,6 +57,6 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
 
 def _mount(router: web.UrlDispatcher, service: ProviderService, settings: Settings) -> None:
     """One provider's routes under its mount prefix: its operations, then its fallback for the rest."""
-    for method, path, handler in service.routes():
+    for method, path, handler in [*service.routes(), *spec_routes(service.id)]:
         router.add_route(method, service.mount + path, handler)
     add_fallback(router, service.mount + CATCH_ALL, service.handle, settings)

@@ -13,6 +13,7 @@ from mockserver.core.calls import IdFactory, LoadedProvider, Services
 from mockserver.core.clock import Clock
 from mockserver.core.egress import EgressPolicy
 from mockserver.core.faults import Faults
+from mockserver.core.feed import Feed
 from mockserver.core.health import HealthCheck
 from mockserver.core.jobs import JobEngine, Timing
 from mockserver.core.journal import Journal
@@ -42,6 +43,8 @@ class Mock:
     providers: dict[str, ProviderService]
     metrics: CollectorRegistry
     """This mock's own Prometheus registry (``GET /_mock/metrics``)."""
+    feed: Feed
+    """The live feed of requests for the dashboard (``GET /_mock/events``); idle until someone listens."""
 
     def health_checks(self) -> dict[str, HealthCheck]:
         """What the mock depends on, by name (``GET /_mock/health``)."""
@@ -61,6 +64,7 @@ class Mock:
         self.services.ids.reset()
         self.limiter.reset()
         self.journal.clear()
+        self.feed.clear()
         self.faults.clear()
         self.services.jobs.reset()
 
@@ -125,4 +129,5 @@ def build_mock(settings: Settings) -> Mock:
         mount = "" if settings.provider else f"/{provider_id}"
         providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
     registry = metrics.registry(journal, services.webhooks, services.store)
-    return Mock(settings, services, limiter, journal, faults, providers, registry)
+    feed = Feed(journal, lambda: [key for state in services.store.providers.values() for key in state.keys])
+    return Mock(settings, services, limiter, journal, faults, providers, registry, feed)

@@ -43,6 +43,8 @@ def test_wheel_contains_specs_fixtures_and_console_scripts(wheel: Path) -> None:
     for provider in PROVIDER_IDS:
         assert f"mockserver/_data/specs/{provider}.yaml" in names
         assert f"mockserver/_data/fixtures/seed/{provider}.yaml" in names
+    for name in ("index.html", "app.js", "app.css"):  # the dashboard, served from the package
+        assert f"mockserver/dashboard/{name}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "mockserver = mockserver.__main__:main" in text

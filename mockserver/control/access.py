@@ -56,8 +56,10 @@ class ControlAccess:
         self.settings = settings
         self._token = token.encode() if token is not None else None
 
-    def refusal(self, request: web.Request) -> Refusal | None:
-        """Why ``request`` may not reach a control route, or ``None`` when it may."""
+    def refusal(self, request: web.Request, *, public: bool = False) -> Refusal | None:
+        """Why ``request`` may not reach a control route, or ``None`` when it may. A ``public`` route (the
+        dashboard's static files: no data) needs no token, since a browser cannot send one with a page load;
+        every other rule still applies."""
         if self._token is None and not _loopback_host(request):
             return Refusal(
                 403,
@@ -69,7 +71,7 @@ class ControlAccess:
             if self.settings.cors and control_origin_allowed(self.settings, request, origin):
                 return None
             return Refusal(403, "forbidden", f"no cross-origin requests from {origin!r} to the control API")
-        if self._token is not None:
+        if self._token is not None and not public:
             refused = _unauthorized(request, self._token)
             if refused is not None:
                 return refused

@@ -88,14 +88,15 @@ def _refusal_response(refusal: Refusal) -> web.Response:
     return response
 
 
-def guarded(handler: ControlHandler) -> ControlHandler:
+def guarded(handler: ControlHandler, *, public: bool = False) -> ControlHandler:
     """``handler`` behind the control API's access check (``access.ControlAccess``), with its
     ``ControlError``s and HTTP errors answered as JSON (a wrapper, not a middleware: any middleware would
-    also wrap every provider request). Every control route, the 404/405 fallback included, is one."""
+    also wrap every provider request). Every control route, the 404/405 fallback included, is one; a
+    ``public`` one (the dashboard's static files) skips only the token."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
-        refusal = request.app[ACCESS].refusal(request)
+        refusal = request.app[ACCESS].refusal(request, public=public)
         if refusal is not None:
             return _refusal_response(refusal)
         try:

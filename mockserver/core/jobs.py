@@ -180,6 +180,11 @@ class JobEngine:
         table = self._jobs.get(provider)
         return table.get(job_id) if table is not None else None
 
+    def jobs(self) -> list[Job]:
+        """Every job kept, oldest first (for the control API's listing)."""
+        kept = (job for table in self._jobs.values() for job in table.values())
+        return sorted(kept, key=lambda job: job.created_at)
+
     def view(self, job: Job) -> JobView:
         """A job's state now."""
         return job.view(self._clock.now())

@@ -12,7 +12,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from mockserver.settings import JOURNAL_BYTES, JOURNAL_ENTRIES
 
@@ -51,6 +51,19 @@ Recorder = Callable[[float, str, str, str, str | None, int, float], None]
 """``record(time, provider, method, path, operation_id, status, latency_ms)``."""
 
 
+class Tap(Protocol):
+    """Something told of each request and violation as it is recorded (the dashboard's live feed)."""
+
+    def on_request(self, entry: Entry, request: Any, response: Any) -> None:
+        """``request`` answered with ``response`` was recorded as ``entry``."""
+
+    def on_violation(self, violation: dict[str, Any]) -> None:
+        """A response broke the spec."""
+
+    def clear(self) -> None:
+        """The journal was cleared."""
+
+
 class Journal:
     """A bounded log of requests, newest last, responses that broke the spec, and request totals."""
 
@@ -68,6 +81,8 @@ class Journal:
         then +Inf), then the sum of their latencies in ms. Never cleared: counters only go up."""
         self.open_streams = 0
         """Event streams being written now (the pipeline counts them in and out)."""
+        self.taps: list[Tap] = []
+        """Listeners; empty unless a dashboard is connected (checking it is all the request path pays)."""
         # When the entry cap full of the longest entries fits the byte cap (the defaults), the byte cap
         # cannot bind and each request skips the accounting (about 3,000 CPU instructions, measured).
         counted = max_entries * (ENTRY_BYTES + MAX_PATH_CHARS + len(TRUNCATED)) > max_bytes
@@ -126,13 +141,20 @@ class Journal:
         while entries and self._bytes > self._max_bytes:
             self._bytes -= ENTRY_BYTES + len(entries.popleft()[4])
 
+    def publish(self, request: Any, response: Any) -> None:
+        """Tell the taps about the entry just recorded (the caller checks ``taps`` first: usually empty)."""
+        entry = Entry(*self._entries[-1])
+        for tap in self.taps:
+            tap.on_request(entry, request, response)
+
     def violation(self, provider: str, operation_id: str, status: int, problem: str) -> None:
         """Remember that the mock answered something its spec does not allow."""
         if len(problem) > MAX_PROBLEM_CHARS:
             problem = problem[:MAX_PROBLEM_CHARS] + TRUNCATED
-        self.violations.append(
-            {"provider": provider, "operation_id": operation_id, "status": status, "problem": problem}
-        )
+        violation = {"provider": provider, "operation_id": operation_id, "status": status, "problem": problem}
+        self.violations.append(violation)
+        for tap in self.taps:
+            tap.on_violation(violation)
 
     def page(
         self, provider: str | None, limit: int, *, after: int | None = None, before: int | None = None
@@ -173,3 +195,5 @@ class Journal:
         self._entries.clear()
         self._bytes = 0
         self.violations.clear()
+        for tap in self.taps:
+            tap.clear()

@@ -264,6 +264,8 @@ class ProviderService:
             response.status,
             (time.perf_counter() - started) * 1000,
         )
+        if self.journal.taps:  # a dashboard listens (core/feed.py); otherwise this test is all it costs
+            self.journal.publish(request, response)
         return response
 
     def _gone(self, request: web.Request, plan: _Plan, started: float) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ import requests
 from test_control_spec import spec_errors
 
 from conformance.embedded import EmbeddedMock, mock_settings
-from mockserver.control import build_control_app
+from mockserver.control import PUBLIC_ROUTES, build_control_app
 from mockserver.errors import ConfigError
 from mockserver.mock import build_mock
 from mockserver.settings import Settings
@@ -164,12 +165,32 @@ def test_every_control_route_requires_the_token(start_mock: Any) -> None:
     mock = start_mock(control_token=TOKEN)
     app = build_control_app(build_mock(mock.server.settings))
     routes = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
-    assert len(routes) > 10
-    for method, path in sorted(routes):
+    # A route's canonical path drops the pattern of its variables: /ui/{name:[^/]*} is /ui/{name}.
+    public = {(method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)) for method, path, _ in PUBLIC_ROUTES}
+    assert public <= routes
+    assert len(routes - public) > 10
+    for method, path in sorted(routes - public):
         url = f"{mock.base_url}/_mock" + path.replace("{", "x").replace("}", "")  # /keys/xprovider/xkey_id
         response = requests.request("GET" if method == "*" else method, url, timeout=10)
         assert response.status_code == 401, (method, path, response.text)
         assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_the_dashboard_files_need_no_token_and_its_data_does(start_mock: Any) -> None:
+    # A browser cannot send a header with a page load: the page loads, then asks for the token.
+    mock = start_mock(control_token=TOKEN)
+    page = requests.get(f"{mock.base_url}/_mock/ui", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    script = requests.get(f"{mock.base_url}/_mock/ui/app.js", timeout=10)
+    assert script.status_code == 200
+    assert requests.get(f"{mock.base_url}/_mock/ui/nothing.js", timeout=10).status_code == 404
+    for data in ("/_mock/providers", "/_mock/events", "/_mock/resources"):
+        assert requests.get(mock.base_url + data, timeout=10).status_code == 401, data
+    # The Host check still applies to the page on an open loopback mock.
+    open_mock = start_mock()
+    rebound = requests.get(f"{open_mock.base_url}/_mock/ui", headers={"Host": "evil.example"}, timeout=10)
+    assert rebound.status_code == 403
 
 
 def test_a_non_loopback_bind_without_a_token_is_refused_when_assembled() -> None:
