@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from mockserver.core.calls import JsonReply
+from mockserver.testing.server import ServerThread
 from mockserver.testing.webhooks import WebhookReceiver
 
 try:
@@ -352,50 +353,53 @@ def test_a_spec_violation_is_marked_on_its_entry(page: Page) -> None:
     page.mock.reset()  # the violation was on purpose: the fixture's check must not see it
 
 
-REQUIRE_TOKEN = """
-// Stands in for a control API that wants a token (a mock reachable off loopback): every /_mock/ call
-// without "Authorization: Bearer s3cret" gets a 401; what the page sends is recorded.
+RECORD_CONTROL = """
+// Records what the page sends to the control API (the calls themselves go through unchanged).
 window.sentToControl = [];
 const realFetch = window.fetch.bind(window);
 window.fetch = (input, init = {}) => {
   const url = String(input);
-  if (!url.includes("/_mock/")) return realFetch(input, init);
-  const headers = new Headers(init.headers || {});
-  window.sentToControl.push({ url, method: init.method || "GET", auth: headers.get("Authorization"),
-                              type: headers.get("Content-Type") });
-  if (headers.get("Authorization") !== "Bearer s3cret") {
-    return Promise.resolve(new Response('{"error": {"code": "unauthorized", "message": "token"}}',
-      { status: 401, headers: { "Content-Type": "application/json" } }));
+  if (url.includes("/_mock/")) {
+    const headers = new Headers(init.headers || {});
+    window.sentToControl.push({ url, method: init.method || "GET", auth: headers.get("Authorization"),
+                                type: headers.get("Content-Type") });
   }
   return realFetch(input, init);
 };
 """
+TOKEN = "s3cret-dashboard-token"
+
+
+@pytest.fixture(scope="module")
+def protected_server(server_pool: Callable[..., ServerThread]) -> ServerThread:
+    """A mock whose control API requires a token, as one reachable off loopback does."""
+    return server_pool(seed=16, control_token=TOKEN)
 
 
 def test_the_page_asks_once_for_a_control_token(
-    browser: Any, dashboard_server: Any, attach_mock: Any, screenshots: Path
+    browser: Any, protected_server: Any, attach_mock: Any, screenshots: Path
 ) -> None:
-    mock = attach_mock(dashboard_server)
-    added = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": REQUIRE_TOKEN})
+    mock = attach_mock(protected_server)
+    added = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CONTROL})
     try:
         browser.get(f"{mock.base_url}/_mock/ui")
         page = Page(browser, mock, screenshots)
         page.wait(lambda: page.find("#token-dialog").is_displayed(), "the token dialog")
         page.shoot("#token-dialog", "0-token")
-        page.find("#token-input").send_keys("s3cret", Keys.ENTER)
+        page.find("#token-input").send_keys(TOKEN, Keys.ENTER)
         page.wait(lambda: page.text("#live-status") == "live", "the live feed with the token")
         page.wait(lambda: len(page.all("#provider-list .card")) == len(mock.providers), "the providers")
-        assert browser.execute_script("return sessionStorage.getItem('mockserver.controlToken')") == "s3cret"
+        assert browser.execute_script("return sessionStorage.getItem('mockserver.controlToken')") == TOKEN
         assert browser.execute_script("return localStorage.length") == 0  # the tab's session only
         page.click("#clock [data-advance='60']")
         page.wait(lambda: page.text("#clock-offset") == "60.0", "the advance with the token")
         sent = browser.execute_script("return window.sentToControl")
         changes = [s for s in sent if s["method"] != "GET"]
         assert changes
-        assert all(s["auth"] == "Bearer s3cret" and s["type"] == "application/json" for s in changes)
+        assert all(s["auth"] == f"Bearer {TOKEN}" and s["type"] == "application/json" for s in changes)
         # Asked once: every call after the answer carries the token.
         first = next(i for i, s in enumerate(sent) if s["auth"])
-        assert all(s["auth"] == "Bearer s3cret" for s in sent[first:])
+        assert all(s["auth"] == f"Bearer {TOKEN}" for s in sent[first:])
         browser.refresh()  # the same tab keeps it: no second question
         page.wait(lambda: page.text("#live-status") == "live", "the live feed after a reload")
         assert not page.find("#token-dialog").is_displayed()
