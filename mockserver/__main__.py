@@ -20,7 +20,7 @@ from aiohttp import web
 from mockserver.app import create_app
 from mockserver.errors import MockError
 from mockserver.logs import Redactor, configure_logging
-from mockserver.mock import Mock, build_mock
+from mockserver.mock import MOCK, Mock, build_mock
 from mockserver.serving import MockRunner
 from mockserver.settings import Settings, settings_from_args, with_control_token
 
@@ -105,6 +105,8 @@ async def serve(
             return STARTUP_ERROR
         if settings.port == 0:  # the port the system chose, as clients must use it
             settings = settings.with_changes(port=int(runner.addresses[0][1]))
+        for address in runner.addresses:  # every socket bound (IPv4 and IPv6 may differ on port 0)
+            app[MOCK].services.webhooks.egress.note_local(address)
         print(banner(settings, mock_keys, generated_token), flush=True)
         await stop.wait()
         log.info("stopping: in-flight requests have up to %g s to finish", settings.shutdown_timeout)
