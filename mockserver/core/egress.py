@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from mockserver.errors import ConfigError, MockError
+from mockserver.settings import is_loopback
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -47,22 +48,10 @@ METADATA_NAMES = frozenset(
     {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
 class WebhookRefused(MockError):
     """A webhook target the policy does not allow; the message says why."""
-
-
-def loopback_host(host: str) -> bool:
-    """Whether binding ``host`` listens on loopback only (``127.0.0.0/8``, ``::1``, ``localhost``)."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _ipv4_behind(address: IPAddress) -> IPAddress:
@@ -141,7 +130,7 @@ class EgressPolicy:
             self._rules = None if allowed is None else tuple(HostRule.parse(a) for a in allowed)
         except ValueError as exc:
             raise ConfigError(f"--webhook-host: {exc}") from None
-        self._loopback_bind = loopback_host(bind_host)
+        self._loopback_bind = is_loopback(bind_host)
         self._own_ports: set[int] = {bind_port} if bind_port else set()
 
     def note_local(self, sockname: Any) -> None:

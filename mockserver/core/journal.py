@@ -131,13 +131,11 @@ class Journal:
         latency_ms: float,
     ) -> None:
         """``_record``, keeping the byte cap: the entries' size is kept up to date, the oldest go first."""
-        if len(path) > MAX_PATH_CHARS:
-            path = path[:MAX_PATH_CHARS] + TRUNCATED
         entries = self._entries
         if len(entries) == self._max_entries:
             self._bytes -= ENTRY_BYTES + len(entries[0][4])  # the entry the append drops
         self._record(time, provider, method, path, operation_id, status, latency_ms)
-        self._bytes += ENTRY_BYTES + len(path)
+        self._bytes += ENTRY_BYTES + len(entries[-1][4])  # its path as stored (cut when too long)
         while entries and self._bytes > self._max_bytes:
             self._bytes -= ENTRY_BYTES + len(entries.popleft()[4])
 

@@ -15,7 +15,6 @@ import hmac
 import secrets
 from urllib.parse import quote, urlencode
 
-from mockserver.core.egress import loopback_host
 from mockserver.errors import ConfigError
 from mockserver.settings import SEED_SECRET, Settings
 
@@ -69,7 +68,7 @@ class SigningKeys:
     def from_settings(cls, settings: Settings) -> SigningKeys:
         """Random per start unless ``signing_secret`` is set; ``ConfigError`` for seed keys off loopback."""
         if settings.signing_secret == SEED_SECRET:
-            if not loopback_host(settings.host):
+            if not settings.loopback:
                 raise ConfigError(
                     f"--signing-secret {SEED_SECRET} derives secrets from the public seed: "
                     f"only for a loopback --host, not {settings.host!r}"
