@@ -55,6 +55,13 @@ class Settings:
     """Only deliver webhooks to these ``HOST[:PORT]`` entries (``None``: the bind's default policy)."""
     shutdown_timeout: float = 10.0
     """Seconds in-flight requests (streams above all) may take to finish after SIGTERM or Ctrl-C."""
+    state: str = field(default="memory", repr=False)
+    """Where state lives: ``memory`` (this process) or ``redis://[user:password@]HOST:PORT/DB`` (shared by
+    every instance on the same prefix). Not in ``repr``: the URL may hold a password."""
+    state_prefix: str = "aigen"
+    """Every Redis key is under ``<state_prefix>:``, so mocks sharing one Redis do not see each other."""
+    workers: int = 1
+    """Processes serving one port (``SO_REUSEPORT``); more than one needs a shared ``state``."""
     signing_secret: str | None = field(default=None, repr=False)
     """What URL-signing and webhook secrets derive from: ``None`` random per start, ``"seed"`` the seed."""
     journal_max_entries: int = JOURNAL_ENTRIES
