@@ -76,6 +76,9 @@ class State(abc.ABC):
     clock: Clock
     errors: int
     """``StateError``s met by requests since start (the metrics' state errors)."""
+    instance: int
+    """A number unique among the instances sharing the backend, set by ``open`` (0 for memory): id
+    factories mix it in, so two instances started with the same seed never hand out the same id."""
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -99,6 +102,11 @@ class State(abc.ABC):
     @abc.abstractmethod
     def changed(self, topic: Topic) -> asyncio.Event:
         """An event set when any instance changes ``topic``; the waiter clears it before re-reading."""
+
+    @abc.abstractmethod
+    async def shared_secret(self, proposed: str) -> str:
+        """The signing secret every instance uses: the first instance's ``proposed`` one is kept (until
+        reset), later instances get it back instead of their own (``core.signing``)."""
 
     # -- the seed (read-only, the same on every instance) ---------------------------------------------
 
