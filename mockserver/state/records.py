@@ -223,4 +223,6 @@ class FileRecord(JsonRecord):
     content_type: str
     recipe: dict[str, Any] | None = None
     """``{"render": <name in core.media.RENDERS>, ...arguments}``; None when the blob was stored as bytes."""
+    public: bool = True
+    """Served at ``/_mock/files`` (False: bytes a provider serves itself, e.g. behind a signed URL)."""
 
