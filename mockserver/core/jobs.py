@@ -1,9 +1,12 @@
 """One job engine for every provider: jobs move through neutral states as the mock's clock passes.
 
 A job has a queue delay and one or more tasks that run one after another. Its state at any moment is
-derived from the clock (nothing polls or ticks), so advancing the clock moves every job instantly. When a
-job reaches a terminal state its ``on_finish`` callbacks run exactly once: from a background loop that
-sleeps on the clock, or earlier when someone looks at the job or advances the clock (``settle``).
+derived from the clock (nothing polls or ticks), so advancing the clock moves every job instantly. Jobs live
+in the state (``JobRecord``), so any instance sharing it can answer for them. A job may name a finisher (a
+provider module's ``finishers()``) that runs exactly once when the job is due: the instance that claims the
+job (a lease in the state) runs it, from the background loop that sleeps until the next job is due, or
+earlier when a client looks at the job or the clock is advanced (``settle``). A poller of a job another
+instance holds waits until that instance finished it, or takes it over once the lease ran out.
 
 Provider modules map ``JobState``/``TaskState`` to their own words and payloads.
 """
@@ -13,20 +16,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import heapq
-import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from mockserver.core.clock import Clock
-from mockserver.core.retention import ResourceTable, Retention
+from mockserver.errors import StateError
+from mockserver.state.api import State
+from mockserver.state.records import JobRecord
+
+if TYPE_CHECKING:
+    from mockserver.core.calls import Services
 
 log = logging.getLogger("mockserver.jobs")
 
 FAIL_MARKER = "mock:fail"
 """A prompt containing this marker makes its task (or job) fail, so clients can test failure paths."""
+LEASE_SECONDS = 30.0
+"""How long (real seconds) a claimed job is this instance's: another takes it over only after that."""
+RECHECK_SECONDS = 1.0
+"""The loop re-reads the state at least this often (real seconds): a lost notice only delays a job."""
+POLL_SECONDS = 0.05
+"""How often a poller re-reads a job another instance is finishing."""
+CLAIM_BATCH = 256
+"""Jobs claimed at once; the loop yields between batches, so thousands due at once never block it."""
+SETTLE_SECONDS = 10.0
+"""Longest ``settle`` waits for jobs other instances are finishing."""
+
+Finisher = Callable[["Services", JobRecord], Awaitable[None]]
+"""What runs once when a job is due: writes the outcome into ``job.data`` or a resource of the state."""
 
 
 class JobState(enum.Enum):
@@ -77,180 +95,240 @@ class JobView:
         return sum(1 for t in self.tasks if t in (TaskState.SUCCEEDED, TaskState.FAILED))
 
 
-FinishCallback = Callable[["Job"], Awaitable[None] | None]
+def view_of(job: JobRecord, now: float) -> JobView:
+    """A job's state at time ``now`` (derived from its timing only)."""
+    started_at = job.created_at + job.queue_seconds
+    failing = set(job.failing_tasks)
 
+    def finish_time(index: int) -> float:
+        return started_at + job.task_seconds * (index + 1)
 
-@dataclass(slots=True)
-class Job:
-    """One submitted job; ``data`` belongs to the provider module."""
-
-    id: str
-    provider: str
-    owner: str
-    created_at: float
-    timing: Timing
-    failing_tasks: frozenset[int]
-    task_count: int
-    data: dict[str, Any] = field(default_factory=dict)
-    on_finish: list[FinishCallback] = field(default_factory=list)
-    finished: bool = False
-    finishing: asyncio.Future[None] | None = None
-    """The run of the finish callbacks, shared by every caller that waits for it."""
-
-    def finish_time(self, index: int) -> float:
-        """When task ``index`` ends."""
-        return self.created_at + self.timing.queue_seconds + self.timing.task_seconds * (index + 1)
-
-    @property
-    def done_at(self) -> float:
-        """When the whole job ends."""
-        return self.finish_time(self.task_count - 1)
-
-    def view(self, now: float) -> JobView:
-        """The job's state at time ``now``."""
-        started = now >= self.created_at + self.timing.queue_seconds
-        tasks: list[TaskState] = []
-        for index in range(self.task_count):
-            if now >= self.finish_time(index):
-                tasks.append(TaskState.FAILED if index in self.failing_tasks else TaskState.SUCCEEDED)
-            elif started and (index == 0 or now >= self.finish_time(index - 1)):
-                tasks.append(TaskState.RUNNING)
-            else:
-                tasks.append(TaskState.PENDING)
-        if now >= self.done_at:
-            # A job fails only when every one of its tasks failed; partial failures still complete.
-            state = JobState.FAILED if len(self.failing_tasks) >= self.task_count else JobState.SUCCEEDED
+    tasks: list[TaskState] = []
+    for index in range(job.task_count):
+        if now >= finish_time(index):
+            tasks.append(TaskState.FAILED if index in failing else TaskState.SUCCEEDED)
+        elif now >= started_at and (index == 0 or now >= finish_time(index - 1)):
+            tasks.append(TaskState.RUNNING)
         else:
-            state = JobState.RUNNING if started else JobState.QUEUED
-        return JobView(state, tuple(tasks))
+            tasks.append(TaskState.PENDING)
+    if now >= job.done_at:
+        # A job fails only when every one of its tasks failed; partial failures still complete.
+        state = JobState.FAILED if len(failing) >= job.task_count else JobState.SUCCEEDED
+    else:
+        state = JobState.RUNNING if now >= started_at else JobState.QUEUED
+    return JobView(state, tuple(tasks))
 
 
 class JobEngine:
-    """Holds every job, runs finish callbacks once, and sleeps on the clock between deadlines."""
+    """Submits jobs to the state, runs each due job's finisher once, and sleeps on the clock between."""
 
-    def __init__(self, clock: Clock, timing: Timing, retention: Retention) -> None:
-        self._clock = clock
+    def __init__(self, state: State, timing: Timing, *, lease_seconds: float = LEASE_SECONDS) -> None:
+        self._state = state
+        self._clock = state.clock
         self.timing = timing
-        self._retention = retention
-        # One bounded table per provider: past the TTL or the cap a job is unknown to lookups.
-        self._jobs: dict[str, ResourceTable[str, Job]] = {}
-        # Unfinished jobs by the time they end (a heap): the loop and ``settle`` take the due ones off the
-        # top instead of scanning every job, and a job dropped from its table still finishes (its holds
-        # are settled or released).
-        self._due: list[tuple[float, int, Job]] = []
-        self._submitted = itertools.count()
-        self._finishing: set[asyncio.Future[None]] = set()
-        """Finish callbacks still running, whoever started them."""
-        self._wakeup = asyncio.Event()
+        self.lease_seconds = lease_seconds
+        self._finishers: dict[str, Mapping[str, Finisher]] = {}
+        self._services: Services | None = None
+        self._running: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Finishers this instance runs now, by (provider, job id): every local waiter shares one run."""
+        self._epoch = 0
+        """Bumped by ``reset``: a finisher started before it does not store its job into the new state."""
         self._task: asyncio.Task[None] | None = None
 
-    def submit(
+    # -- wiring -------------------------------------------------------------------------------------
+
+    def register(self, provider: str, finishers: Mapping[str, Finisher]) -> None:
+        """The finishers a provider's jobs may name."""
+        self._finishers[provider] = dict(finishers)
+
+    def bind(self, services: Services) -> None:
+        """What finishers are called with (``Services`` holds this engine, so it comes after)."""
+        self._services = services
+
+    # -- jobs -----------------------------------------------------------------------------------------
+
+    async def submit(
         self,
         provider: str,
         job_id: str,
         *,
         owner: str,
         tasks: int = 1,
-        failing_tasks: frozenset[int] = frozenset(),
+        failing_tasks: Iterable[int] = (),
         data: dict[str, Any] | None = None,
-        on_finish: FinishCallback | None = None,
-    ) -> Job:
-        """Start a job now."""
-        job = Job(
+        finisher: str | None = None,
+    ) -> JobRecord:
+        """Start a job now; ``finisher`` (a name from the provider's ``finishers()``) runs once it is due."""
+        if finisher is not None and finisher not in self._finishers.get(provider, {}):
+            raise LookupError(f"{provider} has no job finisher {finisher!r}")
+        job = JobRecord(
             id=job_id,
             provider=provider,
             owner=owner,
             created_at=self._clock.now(),
-            timing=self.timing,
-            failing_tasks=failing_tasks,
+            queue_seconds=self.timing.queue_seconds,
+            task_seconds=self.timing.task_seconds,
             task_count=max(1, tasks),
+            failing_tasks=sorted(set(failing_tasks)),
+            finisher=finisher,
             data=data or {},
-            on_finish=[on_finish] if on_finish else [],
+            # A job without a finisher has nothing to run: its outcome is its clock-derived state.
+            finished=finisher is None,
         )
-        table = self._jobs.get(provider)
-        if table is None:
-            table = self._jobs[provider] = ResourceTable(self._retention)
-        table[job_id] = job
-        heapq.heappush(self._due, (job.done_at, next(self._submitted), job))
-        self._wakeup.set()
+        await self._state.put_job(job)
         return job
 
-    def get(self, provider: str, job_id: str) -> Job | None:
+    async def get(self, provider: str, job_id: str) -> JobRecord | None:
         """A job by id, or None (also once it is past its retention)."""
-        table = self._jobs.get(provider)
-        return table.get(job_id) if table is not None else None
+        return await self._state.get_job(provider, job_id)
 
-    def jobs(self) -> list[Job]:
+    async def jobs(self) -> list[JobRecord]:
         """Every job kept, oldest first (for the control API's listing)."""
-        kept = (job for table in self._jobs.values() for job in table.values())
-        return sorted(kept, key=lambda job: job.created_at)
+        return await self._state.jobs()
 
-    def view(self, job: Job) -> JobView:
+    def view(self, job: JobRecord) -> JobView:
         """A job's state now."""
-        return job.view(self._clock.now())
+        return view_of(job, self._clock.now())
 
-    async def finish(self, job: Job) -> None:
-        """Run a finished job's callbacks once; every caller returns only after they have run."""
-        finishing = self._start_finishing(job)
-        if finishing is not None:
-            # Shielded: a caller that is cancelled (a client gone) must not cancel the callbacks for others.
-            await asyncio.shield(finishing)
+    async def finish(self, job: JobRecord) -> JobRecord:
+        """Make sure a due job's finisher has run (here, or by the instance holding it); the job as stored
+        then. Returns at once before the job is due. A caller cancelled meanwhile never cancels the run."""
+        key = job.provider, job.id
+        while not job.finished and self._clock.now() >= job.done_at:
+            running = self._running.get(key)
+            if running is None:
+                running = await asyncio.shield(self._claim_and_start(job))
+            if running is not None:
+                await asyncio.shield(running)
+            latest = await self._state.get_job(job.provider, job.id)
+            if latest is None:
+                return job  # forgotten meanwhile (a reset, its retention)
+            job = latest
+            if not job.finished and key not in self._running:
+                # Another instance holds it: look again shortly (it is taken over once its lease ran out).
+                await asyncio.sleep(POLL_SECONDS)
+        return job
 
-    def _start_finishing(self, job: Job) -> asyncio.Future[None] | None:
-        """The run of a due job's callbacks (started on first call), or None before the job is due."""
-        if self._clock.now() < job.done_at:
-            return None
-        if job.finishing is None:
-            job.finishing = asyncio.ensure_future(self._run_callbacks(job))
-            self._finishing.add(job.finishing)
-            job.finishing.add_done_callback(self._finishing.discard)
-        return job.finishing
-
-    async def _run_callbacks(self, job: Job) -> None:
-        for callback in job.on_finish:
-            try:
-                outcome = callback(job)
-                if outcome is not None:
-                    await outcome
-            except Exception:
-                log.exception("finish callback of job %s failed", job.id)
-        job.finished = True
-
-    async def settle(self) -> None:
-        """Finish every job that is due by the clock; returns once their callbacks (and those others
-        started) have run. The callbacks run as tasks, so the event loop serves requests meanwhile."""
-        now, due = self._clock.now(), self._due
-        while due and due[0][0] <= now:
-            self._start_finishing(heapq.heappop(due)[2])
-        if self._finishing:
-            await asyncio.shield(asyncio.gather(*self._finishing))
-
-    async def wait(self, job: Job) -> None:
-        """Wait (on the mock's clock) until a job is terminal and finished."""
+    async def wait(self, job: JobRecord) -> JobRecord:
+        """Wait (on the mock's clock) until a job is terminal and finished; the job then."""
         await self._clock.sleep_until(job.done_at)
-        await self.finish(job)
+        return await self.finish(job)
+
+    async def settle(self, within: float = SETTLE_SECONDS) -> None:
+        """Finish every job due by the clock; returns once their finishers (and those running here) have
+        run, and (for at most ``within`` seconds) those other instances hold. Finishers run as tasks, so
+        the event loop serves requests meanwhile."""
+        now = self._clock.now()
+        await self._run_due(now)
+        await self._join()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while (due := await self._state.next_job_due()) is not None and due <= now:
+                    await self._run_due(now)
+                    if not await self._join():
+                        await asyncio.sleep(POLL_SECONDS)
 
     def reset(self) -> None:
-        """Forget every job (callbacks of unfinished jobs never run)."""
-        self._jobs.clear()
-        self._due.clear()
+        """Forget this instance's part of jobs (the state forgets jobs): running finishers end unstored."""
+        self._epoch += 1
+        self._running.clear()
+
+    # -- running finishers ----------------------------------------------------------------------------
+
+    async def _claim_and_start(self, job: JobRecord) -> asyncio.Future[None] | None:
+        """Lease one due job and start its finisher; None when it is finished or held elsewhere."""
+        if not await self._state.claim_job(job.provider, job.id, self.lease_seconds):
+            return None
+        key = job.provider, job.id
+        running = self._running.get(key)
+        if running is not None:
+            return running
+        latest = await self._state.get_job(job.provider, job.id)
+        return self._start(latest or job)
+
+    def _start(self, job: JobRecord) -> asyncio.Future[None]:
+        key = job.provider, job.id
+        task = asyncio.ensure_future(self._run(job, self._epoch))
+        self._running[key] = task
+
+        def done(_: asyncio.Future[None]) -> None:
+            if self._running.get(key) is task:
+                del self._running[key]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _run(self, job: JobRecord, epoch: int) -> None:
+        if job.finisher is not None:
+            finisher = self._finishers.get(job.provider, {}).get(job.finisher)
+            try:
+                if finisher is None:
+                    log.error("job %s names an unknown finisher %r", job.id, job.finisher)
+                elif self._services is None:
+                    raise RuntimeError("the job engine runs finishers only once bound to its services")
+                else:
+                    await finisher(self._services, job)
+            except StateError:
+                # The state is unreachable: the lease runs out and an instance tries again later.
+                log.warning("job %s could not be finished: the state is unreachable", job.id)
+                return
+            except Exception:
+                log.exception("finisher of job %s failed", job.id)
+        if epoch != self._epoch:
+            return
+        job.finished = True
+        try:
+            await self._state.finish_job(job)
+        except StateError:
+            log.warning("job %s finished but could not be stored: the state is unreachable", job.id)
+
+    async def _run_due(self, now: float) -> None:
+        """Claim every job due by ``now`` nobody holds and start its finisher."""
+        while True:
+            claimed = await self._state.claim_due_jobs(now, self.lease_seconds, CLAIM_BATCH)
+            for job in claimed:
+                if (job.provider, job.id) not in self._running:
+                    self._start(job)
+            if len(claimed) < CLAIM_BATCH:
+                return
+            await asyncio.sleep(0)  # let requests in between batches
+
+    async def _join(self) -> bool:
+        """Wait for the finishers running here; whether there were any."""
+        running = list(self._running.values())
+        if running:
+            await asyncio.shield(asyncio.gather(*running, return_exceptions=True))
+        return bool(running)
+
+    # -- the background loop --------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        changed = self._state.changed("jobs")
+        clock = self._state.changed("clock")
         while True:
-            await self.settle()
-            self._wakeup.clear()
-            if self._due:
-                sleeper = asyncio.ensure_future(self._clock.sleep_until(self._due[0][0]))
-                waker = asyncio.ensure_future(self._wakeup.wait())
-                try:
-                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    # Also on cancellation (shutdown): leave no helper task behind.
-                    for task in (sleeper, waker):
-                        task.cancel()
-                    await asyncio.gather(sleeper, waker, return_exceptions=True)
-            else:
-                await self._wakeup.wait()
+            # Cleared before re-reading: a change made while reading sets them again.
+            changed.clear()
+            clock.clear()
+            due: float | None = None
+            try:
+                await self._run_due(self._clock.now())
+                due = await self._state.next_job_due()
+            except StateError:
+                log.warning("the job loop cannot reach the state; retrying")
+            await self._sleep(due, changed, clock)
+
+    async def _sleep(self, due: float | None, *events: asyncio.Event) -> None:
+        """Until ``due`` on the clock, one of ``events`` (jobs, the clock) or the re-check interval."""
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        if due is not None:
+            waiters.append(asyncio.ensure_future(self._clock.sleep_until(due)))
+        try:
+            await asyncio.wait(waiters, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also on cancellation (shutdown): leave no helper task behind.
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     def start(self) -> None:
         """Run the background loop (from the app's startup)."""
@@ -258,7 +336,8 @@ class JobEngine:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="mockserver-jobs")
 
     async def stop(self) -> None:
-        """Stop the background loop cleanly."""
+        """Stop the background loop cleanly (finishers running here are left to end; unstored ones are
+        run again by an instance once their lease ran out)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,81 +3,121 @@
 Renders depend only on (seed, prompt), so the same request under the same seed gives the same bytes,
 and a different prompt or seed gives visibly different ones. Each render takes a few milliseconds, which
 thousands of jobs finishing at one clock advance would add up to seconds of a blocked event loop: a file
-can therefore be stored as its render (``FileStore.put(render, ...)``) and drawn on its first download.
+can therefore be stored as a recipe (``FileStore.put_recipe``, a name in ``RENDERS`` and its arguments),
+drawn on its first download in a worker thread and kept (``State.put_blob``), so any instance sharing the
+state can draw it and it is drawn once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import itertools
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import quote
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mockserver.core.retention import ResourceTable, Retention
+from mockserver.state.api import State
+from mockserver.state.records import FileRecord
 
 PNG = "image/png"
 JPEG = "image/jpeg"
 MP4 = "video/mp4"
 
+Recipe = Mapping[str, Any]
+"""``{"render": <name in RENDERS>, ...its arguments}``; ``"source": <file id>`` hands the render that
+file's bytes (a thumbnail of an image)."""
+Render = Callable[[Recipe, "bytes | None"], bytes]
+"""Draws a recipe (with its source file's bytes, when it names one)."""
 
-Render = Callable[[], bytes]
 
-
-class StoredFile:
-    """One file the mock serves: its bytes, or the render that makes them when first read."""
-
-    __slots__ = ("_data", "_render", "content_type", "filename", "id")
-
-    def __init__(self, file_id: str, filename: str, content_type: str, data: bytes | Render) -> None:
-        self.id = file_id
-        self.filename = filename
-        self.content_type = content_type
-        self._data = data if isinstance(data, bytes) else None
-        self._render = None if isinstance(data, bytes) else data
-
-    @property
-    def data(self) -> bytes:
-        """The file's bytes (rendered on first use, then kept)."""
-        if self._data is None:
-            assert self._render is not None
-            self._data, self._render = self._render(), None
-        return self._data
+def files_path(file_id: str, filename: str) -> str:
+    """The path a file is served at: ``/_mock/files/<id>/<filename>``."""
+    return f"/_mock/files/{file_id}/{quote(filename)}"
 
 
 class FileStore:
-    """Generated files by id, in memory, kept as ``retention`` says; cleared by a state reset."""
+    """Generated files in the state (bounded as resources are); cleared by a state reset."""
 
-    def __init__(self, retention: Retention) -> None:
-        self._files: ResourceTable[str, StoredFile] = ResourceTable(retention)
+    def __init__(self, state: State) -> None:
+        self._state = state
         # A counter that keeps running across resets, so an id handed out before a reset never names
-        # a different file after it.
+        # a different file after it (the instance number keeps instances apart).
         self._counter = itertools.count()
+        self._drawing: dict[str, asyncio.Future[bytes]] = {}
+        """Draws in progress here, by file id: concurrent downloads share one."""
 
-    def put(self, data: bytes | Render, content_type: str, filename: str) -> StoredFile:
-        """Store a file under a fresh unique hex id: its bytes, or the render that makes them on its first
-        download."""
-        number = next(self._counter)
-        file_id = hashlib.blake2b(f"{number}:{filename}".encode(), digest_size=12).hexdigest()
-        stored = StoredFile(file_id, filename, content_type, data)
-        self._files[file_id] = stored
-        return stored
+    def _new_id(self, filename: str) -> str:
+        number, instance = next(self._counter), self._state.instance
+        # Instance 0 (memory) keeps the ids a seed always gave.
+        name = f"{number}:{filename}" if instance == 0 else f"{instance}:{number}:{filename}"
+        return hashlib.blake2b(name.encode(), digest_size=12).hexdigest()
 
-    def get(self, file_id: str) -> StoredFile | None:
-        """A stored file, or None."""
-        return self._files.get(file_id)
+    async def put(self, data: bytes, content_type: str, filename: str, *, public: bool = True) -> FileRecord:
+        """Store a file's bytes under a fresh unique hex id (``public=False``: never served under
+        ``/_mock/files``, a provider serves it itself)."""
+        record = FileRecord(self._new_id(filename), filename, content_type, public=public)
+        await self._state.put_file(record, data)
+        return record
 
-    def url(self, origin: str, stored: StoredFile) -> str:
+    async def put_recipe(self, recipe: Recipe, content_type: str, filename: str) -> FileRecord:
+        """Store a file as the recipe that draws it on its first download."""
+        if recipe.get("render") not in RENDERS:
+            raise LookupError(f"no render named {recipe.get('render')!r}")
+        record = FileRecord(self._new_id(filename), filename, content_type, recipe=dict(recipe))
+        await self._state.put_file(record, None)
+        return record
+
+    async def get(self, file_id: str) -> FileRecord | None:
+        """A stored file's record (its bytes may still be a recipe), or None."""
+        stored = await self._state.get_file(file_id)
+        return stored[0] if stored is not None else None
+
+    async def open(self, file_id: str) -> tuple[FileRecord, bytes] | None:
+        """A file and its bytes, drawn (off the event loop) and kept on first use; None when unknown."""
+        stored = await self._state.get_file(file_id)
+        if stored is None:
+            return None
+        record, data = stored
+        if data is None:
+            drawing = self._drawing.get(file_id)
+            if drawing is None:
+                drawing = self._drawing[file_id] = asyncio.ensure_future(self._draw(record))
+                drawing.add_done_callback(lambda _: self._drawing.pop(file_id, None))
+            # Shielded: a download that is cancelled (a client gone) must not cancel the draw for others.
+            data = await asyncio.shield(drawing)
+        return record, data
+
+    async def _draw(self, record: FileRecord) -> bytes:
+        recipe = record.recipe or {}
+        source: bytes | None = None
+        if "source" in recipe:
+            opened = await self.open(str(recipe["source"]))
+            if opened is None:
+                raise LookupError(f"file {record.id} is drawn from file {recipe['source']}, which is gone")
+            source = opened[1]
+        data = await asyncio.to_thread(draw, recipe, source)
+        await self._state.put_blob(record.id, data)
+        return data
+
+    def url(self, origin: str, record: FileRecord) -> str:
         """Where a client downloads the file: ``<origin>/_mock/files/<id>/<filename>``."""
-        return f"{origin}/_mock/files/{stored.id}/{quote(stored.filename)}"
+        return origin + files_path(record.id, record.filename)
 
     def reset(self) -> None:
-        """Forget every file."""
-        self._files.clear()
+        """Forget this instance's draws in progress (the state forgets the files)."""
+        self._drawing.clear()
+
+
+def draw(recipe: Recipe, source: bytes | None = None) -> bytes:
+    """A recipe's bytes (slow: call it in a worker thread from the event loop)."""
+    return RENDERS[str(recipe["render"])](recipe, source)
 
 
 def _palette(prompt: str, seed: int) -> bytes:
@@ -183,3 +223,21 @@ def render_video(prompt: str, seed: int, seconds: int = 2, fps: int = 8, size: i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return out.getvalue()
+
+
+def _need(source: bytes | None) -> bytes:
+    if source is None:
+        raise LookupError("this render needs a source file")
+    return source
+
+
+RENDERS: Mapping[str, Render] = MappingProxyType(
+    {
+        # Looked up when drawn (not bound now), so a test may count or replace the render functions.
+        "image": lambda r, _: render_image(r["prompt"], r["seed"], r.get("width", 512), r.get("height", 512)),
+        "thumbnail": lambda r, source: render_thumbnail(_need(source), r.get("size", 128)),
+        "video": lambda r, _: render_video(r["prompt"], r["seed"], seconds=r.get("seconds", 2)),
+        "video_thumbnail": lambda r, _: render_thumbnail(video_poster(r["prompt"], r["seed"])),
+    }
+)
+"""The recipes a stored file may name, by name: the same on every instance."""

@@ -4,9 +4,14 @@ Every delivery is a POST of compact JSON with ``webhook-id`` (the same on every 
 de-duplicate), ``webhook-timestamp`` (epoch seconds of the mock clock at the attempt) and
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` keyed with the base64-decoded
 part of a ``whsec_...`` secret. A 2xx acknowledges; anything else (another status, a connection error, a
-timeout) is retried with exponential backoff and full jitter, drawn from a generator seeded by the server
-seed and the delivery id, until the attempts run out. Backoff waits sleep on the mock clock, so advancing it
-triggers retries at once; ``settle`` lets the control API answer only after the due attempts were made.
+timeout) is retried with exponential backoff and full jitter, drawn from ``random.Random("<rng seed>:<attempt
+number>")`` (the rng seed derives from the server seed and the delivery id, so any instance draws the same),
+until the attempts run out. Backoff waits are on the mock clock, so advancing it makes retries due at once;
+``settle`` lets the control API answer only after the due attempts were made.
+
+Deliveries live in the state (``DeliveryRecord``): each instance's loop claims a due one with a lease, makes
+one attempt and puts it back with its next attempt time or its final status. An instance that dies
+mid-attempt leaves the delivery to another once the lease ran out (at-least-once, same ``webhook-id``).
 
 Where a delivery may go is ``core.egress``'s policy: a URL it refuses outright is refused by the provider
 when the request arrives (``check_target``); a name resolving to a refused address makes the delivery
@@ -14,7 +19,8 @@ when the request arrives (``check_target``); a name resolving to a refused addre
 the first ``EXCERPT_BYTES`` of it.
 
 A state reset keeps pending deliveries running (at-least-once: what was promised is still delivered) and
-keeps them listed; it forgets finished ones, as it forgets the request journal.
+keeps them listed (``pending`` before the reset, ``restore`` after); it forgets finished ones, as it
+forgets the request journal.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,17 +44,23 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from mockserver.core.clock import Clock
 from mockserver.core.egress import CheckedResolver, EgressPolicy, WebhookRefused
 from mockserver.core.signing import WEBHOOK_SECRET_PREFIX, SigningKeys
 from mockserver.core.spec import JSON_MEDIA_TYPE, SchemaValidator, Spec, resolve
-from mockserver.errors import ApiError, invalid_request
+from mockserver.errors import ApiError, StateError, invalid_request
+from mockserver.state.api import State
+from mockserver.state.records import AttemptRecord, DeliveryRecord
 
 log = logging.getLogger("mockserver.webhooks")
 
 USER_AGENT = "mockserver-webhooks"
-MAX_LOGGED = 1000
-"""Finished deliveries kept in the log (pending ones are always kept)."""
+LEASE_SECONDS = 30.0
+"""How long (real seconds) a claimed delivery is this instance's: longer than any attempt may take."""
+RECHECK_SECONDS = 1.0
+"""The loop re-reads the state at least this often (real seconds): a lost notice only delays an attempt."""
+POLL_SECONDS = 0.05
+MAX_IN_FLIGHT = 256
+"""Attempts one instance makes at once; more due ones wait for a free slot (or another instance)."""
 REPLY_CAP = 64 * 1024
 """Bytes of a receiver's reply read at most (the connection is closed on the rest)."""
 EXCERPT_BYTES = 512
@@ -100,107 +112,74 @@ def compile_webhooks(spec: Spec) -> dict[str, SchemaValidator]:
     return validators
 
 
-@dataclass(slots=True)
-class Attempt:
-    """One try at delivering."""
-
-    number: int
-    time: float
-    status: int | None
-    latency_ms: float
-    error: str | None
-    backoff_seconds: float | None = None
-    """The drawn wait before the retry after this attempt (None when none follows)."""
-    next_attempt_at: float | None = None
-    """When the retry after this attempt is due (None when none follows)."""
-    response_excerpt: str | None = None
-    """The first ``EXCERPT_BYTES`` of the receiver's reply (None when none came)."""
-    refused: bool = False
-    """The policy refused the target: no connection was made."""
-
-    @property
-    def outcome(self) -> str:
-        """One of ``ATTEMPT_OUTCOMES``."""
-        if self.refused:
-            return "refused"
-        return "delivered" if self.error is None else "rejected" if self.status is not None else "failed"
+def outcome_of(attempt: AttemptRecord) -> str:
+    """What an attempt got: one of ``ATTEMPT_OUTCOMES``."""
+    if attempt.refused:
+        return "refused"
+    return "delivered" if attempt.error is None else "rejected" if attempt.status is not None else "failed"
 
 
-@dataclass(slots=True)
-class Delivery:
-    """One webhook message and its attempts."""
-
-    id: str
-    provider: str
-    event: str
-    url: str
-    payload: dict[str, Any]
-    body: str
-    secret: str = field(repr=False)
-    created_at: float
-    rng: random.Random = field(repr=False)
-    status: DeliveryStatus = "pending"
-    attempts: list[Attempt] = field(default_factory=list)
-    next_attempt_at: float | None = None
-    series_start: int = 0
-    """Index of the first attempt of the current series (a manual re-send starts a new one)."""
-    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    def public(self) -> dict[str, Any]:
-        """What the control API shows (never the secret)."""
-        return {
-            "id": self.id,
-            "provider": self.provider,
-            "event": self.event,
-            "url": self.url,
-            "status": self.status,
-            "created_at": self.created_at,
-            "next_attempt_at": self.next_attempt_at,
-            "attempts": [
-                {
-                    "number": a.number,
-                    "time": a.time,
-                    "status": a.status,
-                    "latency_ms": a.latency_ms,
-                    "error": a.error,
-                    "backoff_seconds": a.backoff_seconds,
-                    "next_attempt_at": a.next_attempt_at,
-                    "response_excerpt": a.response_excerpt,
-                }
-                for a in self.attempts
-            ],
-            "payload": self.payload,
-        }
+def public(delivery: DeliveryRecord) -> dict[str, Any]:
+    """What the control API shows of a delivery (never the secret)."""
+    return {
+        "id": delivery.id,
+        "provider": delivery.provider,
+        "event": delivery.event,
+        "url": delivery.url,
+        "status": delivery.status,
+        "created_at": delivery.created_at,
+        "next_attempt_at": delivery.next_attempt_at,
+        "attempts": [
+            {
+                "number": a.number,
+                "time": a.time,
+                "status": a.status,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+                "backoff_seconds": a.backoff_seconds,
+                "next_attempt_at": a.next_attempt_at,
+                "response_excerpt": a.response_excerpt,
+            }
+            for a in delivery.attempts
+        ],
+        "payload": delivery.payload,
+    }
 
 
 class WebhookDispatcher:
-    """Schedules, signs, sends and retries webhook deliveries; keeps their log."""
+    """Schedules, signs, sends and retries webhook deliveries kept in the state."""
 
     def __init__(
         self,
-        clock: Clock,
+        state: State,
         seed: int,
         keys: SigningKeys,
         egress: EgressPolicy,
         policy: RetryPolicy | None = None,
         on_violation: ViolationSink | None = None,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
-        self._clock = clock
+        self._state = state
+        self._clock = state.clock
         self._seed = seed
         self._keys = keys
         self.egress = egress
         self.resolver: AbstractResolver | None = None
         """What host names are resolved with before the policy checks them (default: getaddrinfo)."""
         self.policy = policy or RetryPolicy()
+        self.lease_seconds = lease_seconds
         self._on_violation = on_violation
         self._schemas: dict[tuple[str, str], SchemaValidator] = {}
-        self._deliveries: dict[str, Delivery] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._attempting: dict[str, asyncio.Task[None]] = {}
+        """Attempts this instance makes now, by delivery id."""
         self._session: aiohttp.ClientSession | None = None
         self._progress = asyncio.Event()
+        """Set whenever an attempt here ended (the loop and ``settle`` wait on it)."""
+        self._task: asyncio.Task[None] | None = None
         self._counter = 0
         self.attempt_outcomes: Counter[str] = Counter()
-        """Attempts made since start, by outcome (never reset: the metrics read it)."""
+        """Attempts made by this instance since start, by outcome (never reset: the metrics read it)."""
 
     # -- configuration and lifecycle --------------------------------------------------------------
 
@@ -224,7 +203,12 @@ class WebhookDispatcher:
             raise _refused(field, str(exc)) from None
 
     async def start(self) -> None:
-        """Open the HTTP client session (from the app's startup)."""
+        """Open the HTTP client session and start the delivery loop (from the app's startup)."""
+        self._open_session()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="mockserver-webhooks")
+
+    def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             base = self.resolver or aiohttp.ThreadedResolver()
             # No DNS cache: every attempt resolves afresh and connects only to what was just checked.
@@ -233,40 +217,56 @@ class WebhookDispatcher:
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
             )
+        return self._session
 
     async def stop(self) -> None:
-        """Cancel every delivery task and close the session (pending deliveries stay pending)."""
-        if dropped := sum(d.status == "pending" for d in self._deliveries.values()):
-            log.warning("dropped %d pending webhook deliver%s", dropped, "y" if dropped == 1 else "ies")
-        tasks = list(self._tasks)
-        for task in tasks:
+        """Stop the loop, cancel attempts in flight and close the session. Pending deliveries stay in the
+        state: an instance sharing it (or this one, restarted on a durable state) delivers them later."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        attempts = list(self._attempting.values())
+        if attempts:
+            log.warning("stopped %d webhook attempt(s) in flight; they are retried", len(attempts))
+        for task in attempts:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*attempts, return_exceptions=True)
+        self._attempting.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    def reset(self, clock_shift: float = 0.0) -> None:
-        """Forget finished deliveries; keep pending ones, moving their next attempt by ``clock_shift``."""
-        for delivery_id, delivery in list(self._deliveries.items()):
-            if delivery.status != "pending":
-                del self._deliveries[delivery_id]
-            elif delivery.next_attempt_at is not None:
-                # The clock jumped (back to real time): keep the remaining wait, not the absolute deadline.
+    async def pending(self) -> list[DeliveryRecord]:
+        """Pending deliveries (read before a state reset, to ``restore`` them after it)."""
+        return [d for d in await self._state.deliveries() if d.status == "pending"]
+
+    async def restore(self, pending: list[DeliveryRecord], clock_shift: float = 0.0) -> None:
+        """Put pending deliveries back after a state reset, moving their next attempt by ``clock_shift``
+        (the clock jumped back to real time: the remaining wait is kept, not the absolute deadline)."""
+        for delivery in pending:
+            if delivery.next_attempt_at is not None:
                 delivery.next_attempt_at += clock_shift
-                delivery.wake.set()
+            await self._state.put_delivery(delivery)
 
     # -- deliveries -------------------------------------------------------------------------------
 
-    def deliver(
+    async def deliver(
         self, url: str, payload: dict[str, Any], *, secret: str, provider: str, event: str
-    ) -> Delivery:
+    ) -> DeliveryRecord:
         """Schedule a delivery of ``payload`` to ``url`` now; returns it at once (status ``pending``)."""
         self._check(provider, event, payload)
         self._counter += 1
-        digest = hashlib.blake2b(f"{self._seed}:{self._counter}".encode(), digest_size=12).hexdigest()
-        delivery = Delivery(
+        instance = self._state.instance
+        # Instance 0 (memory, the first Redis instance) keeps the ids a seed always gave.
+        name = (
+            f"{self._seed}:{self._counter}" if instance == 0 else f"{self._seed}:{instance}:{self._counter}"
+        )
+        digest = hashlib.blake2b(name.encode(), digest_size=12).hexdigest()
+        rng = hashlib.blake2b(f"{self._seed}:{digest}".encode(), digest_size=6).digest()
+        now = self._clock.now()
+        delivery = DeliveryRecord(
             id="msg_" + digest,
             provider=provider,
             event=event,
@@ -274,47 +274,49 @@ class WebhookDispatcher:
             payload=payload,
             body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
             secret=secret,
-            created_at=self._clock.now(),
-            rng=random.Random(f"{self._seed}:{digest}"),
+            created_at=now,
+            next_attempt_at=now,
+            # 48 bits: exact in every JSON reader and in Lua's doubles.
+            rng_seed=int.from_bytes(rng),
         )
-        self._deliveries[delivery.id] = delivery
-        self._prune()
-        self._launch(delivery)
+        await self._state.put_delivery(delivery)
         return delivery
 
-    def resend(self, delivery_id: str) -> Delivery | None:
+    async def resend(self, delivery_id: str) -> DeliveryRecord | None:
         """Start a new attempt series for a finished delivery, with the same ``webhook-id``."""
-        delivery = self._deliveries.get(delivery_id)
+        delivery = await self._state.get_delivery(delivery_id)
         if delivery is None or delivery.status == "pending":
             return delivery
         delivery.status = "pending"
         delivery.series_start = len(delivery.attempts)
-        self._launch(delivery)
+        delivery.next_attempt_at = self._clock.now()
+        await self._state.put_delivery(delivery)
         return delivery
 
-    def get(self, delivery_id: str) -> Delivery | None:
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """A delivery by id."""
-        return self._deliveries.get(delivery_id)
+        return await self._state.get_delivery(delivery_id)
 
-    def deliveries(self, provider: str | None = None) -> list[Delivery]:
+    async def deliveries(self, provider: str | None = None) -> list[DeliveryRecord]:
         """Deliveries, oldest first, optionally of one provider."""
-        return [d for d in self._deliveries.values() if provider is None or d.provider == provider]
+        return await self._state.deliveries(provider)
 
     async def settle(self, within: float | None = None) -> None:
         """Wait until every delivery due by the clock has made its attempt (for at most ``within`` s)."""
         limit = self.policy.attempt_timeout + 1.0 if within is None else within
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
-                while self._due():
+                while True:
                     self._progress.clear()
-                    await self._progress.wait()
-
-    def _due(self) -> bool:
-        now = self._clock.now()
-        return any(
-            d.status == "pending" and d.next_attempt_at is not None and d.next_attempt_at <= now
-            for d in self._deliveries.values()
-        )
+                    if self._task is None:
+                        await self._claim_due()  # no loop running (tests driving it by hand)
+                    due = await self._state.next_delivery_due()
+                    if not self._attempting and (due is None or due > self._clock.now()):
+                        return
+                    # Woken by an attempt ending here; re-read now and then for those of other instances.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL_SECONDS * 4):
+                            await self._progress.wait()
 
     def _check(self, provider: str, event: str, payload: dict[str, Any]) -> None:
         validator = self._schemas.get((provider, event))
@@ -326,24 +328,55 @@ class WebhookDispatcher:
             log.warning("%s %s webhook payload outside its spec: %s: %s", provider, event, where, message)
             return
 
-    def _prune(self) -> None:
-        finished = [d.id for d in self._deliveries.values() if d.status != "pending"]
-        for delivery_id in finished[: max(0, len(finished) - MAX_LOGGED)]:
-            del self._deliveries[delivery_id]
-
-    def _launch(self, delivery: Delivery) -> None:
-        delivery.next_attempt_at = self._clock.now()
-        task = asyncio.get_running_loop().create_task(self._run(delivery), name=f"webhook-{delivery.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # -- the delivery loop ------------------------------------------------------------------------
 
-    async def _run(self, delivery: Delivery) -> None:
-        while delivery.status == "pending":
-            await self._wait_until_due(delivery)
+    async def _loop(self) -> None:
+        changed = self._state.changed("deliveries")
+        clock = self._state.changed("clock")
+        while True:
+            # Cleared before re-reading: a change made while reading sets them again.
+            changed.clear()
+            clock.clear()
+            self._progress.clear()
+            due: float | None = None
+            try:
+                await self._claim_due()
+                due = await self._state.next_delivery_due()
+            except StateError:
+                log.warning("the webhook loop cannot reach the state; retrying")
+            await self._sleep(due, changed, clock, self._progress)
+
+    async def _claim_due(self) -> None:
+        """Claim due deliveries while this instance has room for more attempts, and start them."""
+        while len(self._attempting) < MAX_IN_FLIGHT:
+            delivery = await self._state.claim_delivery(self._clock.now(), self.lease_seconds)
+            if delivery is None:
+                return
+            if delivery.id in self._attempting:
+                continue  # already being attempted here; that attempt puts it back
+            task = asyncio.get_running_loop().create_task(
+                self._attempt_once(delivery), name=f"webhook-{delivery.id}"
+            )
+            self._attempting[delivery.id] = task
+            task.add_done_callback(lambda _, key=delivery.id: self._attempting.pop(key, None))
+
+    async def _sleep(self, due: float | None, *events: asyncio.Event) -> None:
+        """Until ``due`` on the clock, one of ``events`` or the re-check interval."""
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        if due is not None:
+            waiters.append(asyncio.ensure_future(self._clock.sleep_until(due)))
+        try:
+            await asyncio.wait(waiters, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _attempt_once(self, delivery: DeliveryRecord) -> None:
+        """One attempt, then the delivery goes back to the state with its next time or final status."""
+        try:
             attempt = await self._attempt(delivery)
-            self.attempt_outcomes[attempt.outcome] += 1
+            self.attempt_outcomes[outcome_of(attempt)] += 1
             made = len(delivery.attempts) + 1 - delivery.series_start
             if attempt.error is None:
                 delivery.status = "succeeded"
@@ -355,36 +388,30 @@ class WebhookDispatcher:
                 delivery.status = "failed"
                 delivery.next_attempt_at = None
             else:
-                attempt.backoff_seconds = self.policy.delay(made, delivery.rng)
+                rng = random.Random(f"{delivery.rng_seed}:{attempt.number}")
+                attempt.backoff_seconds = self.policy.delay(made, rng)
                 # From the clock after the attempt: it may have been advanced or reset meanwhile.
                 delivery.next_attempt_at = self._clock.now() + attempt.backoff_seconds
                 attempt.next_attempt_at = delivery.next_attempt_at
             delivery.attempts.append(attempt)
+            await self._state.put_delivery(delivery)
+        except StateError:
+            # Not put back: the lease runs out and the attempt is made again (at-least-once).
+            log.warning("webhook %s: the state is unreachable; the attempt is made again later", delivery.id)
+            return
+        finally:
             self._progress.set()
-        log.info(
-            "webhook %s to %s %s after %d attempt(s)",
-            delivery.id,
-            urlsplit(delivery.url).hostname,
-            delivery.status,
-            len(delivery.attempts),
-        )
+        if delivery.status != "pending":
+            log.info(
+                "webhook %s to %s %s after %d attempt(s)",
+                delivery.id,
+                urlsplit(delivery.url).hostname,
+                delivery.status,
+                len(delivery.attempts),
+            )
 
-    async def _wait_until_due(self, delivery: Delivery) -> None:
-        while delivery.next_attempt_at is not None and delivery.next_attempt_at > self._clock.now():
-            delivery.wake.clear()
-            sleeper = asyncio.ensure_future(self._clock.sleep_until(delivery.next_attempt_at))
-            waker = asyncio.ensure_future(delivery.wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in (sleeper, waker):
-                    waiter.cancel()
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
-
-    async def _attempt(self, delivery: Delivery) -> Attempt:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+    async def _attempt(self, delivery: DeliveryRecord) -> AttemptRecord:
+        session = self._open_session()
         number = len(delivery.attempts) + 1
         at = self._clock.now()
         timestamp = int(at)
@@ -401,7 +428,7 @@ class WebhookDispatcher:
         try:
             # Checked again at each attempt (a resend, a port learnt since); names in CheckedResolver.
             self.egress.check_url(delivery.url)
-            async with self._session.post(
+            async with session.post(
                 delivery.url,
                 data=delivery.body.encode(),
                 headers=headers,
@@ -413,7 +440,7 @@ class WebhookDispatcher:
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except WebhookRefused as exc:
-            return Attempt(number, at, None, 0.0, f"refused: {exc}", refused=True)
+            return AttemptRecord(number, at, None, 0.0, f"refused: {exc}", refused=True)
         except TimeoutError:
             error = f"timed out after {self.policy.attempt_timeout:g} s"
         except aiohttp.ClientError as exc:
@@ -422,7 +449,7 @@ class WebhookDispatcher:
             # Anything else (a malformed URL, ...) is a failed attempt too, never a dead delivery loop.
             error = f"{type(exc).__name__}: {exc}"
         latency = round((time.perf_counter() - started) * 1000, 3)
-        return Attempt(number, at, status, latency, error, response_excerpt=excerpt)
+        return AttemptRecord(number, at, status, latency, error, response_excerpt=excerpt)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
