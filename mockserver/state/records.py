@@ -225,4 +225,3 @@ class FileRecord(JsonRecord):
     """``{"render": <name in core.media.RENDERS>, ...arguments}``; None when the blob was stored as bytes."""
     public: bool = True
     """Served at ``/_mock/files`` (False: bytes a provider serves itself, e.g. behind a signed URL)."""
-
