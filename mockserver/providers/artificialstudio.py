@@ -7,29 +7,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from mockserver.core.calls import Call, Handler, JsonReply, Reply, Services
-from mockserver.core.jobs import FAIL_MARKER, Job, JobState
-from mockserver.core.media import (
-    JPEG,
-    MP4,
-    PNG,
-    FileStore,
-    StoredFile,
-    render_image,
-    render_thumbnail,
-    render_video,
-    video_poster,
-)
-from mockserver.core.store import ProviderState
+from mockserver.core.jobs import FAIL_MARKER, Finisher, JobState
+from mockserver.core.media import JPEG, MP4, PNG, FileStore, files_path
 from mockserver.errors import ApiError, not_found
 from mockserver.providers._snake_case import ERROR_CODES
+from mockserver.state.api import ProviderState
+from mockserver.state.records import FileRecord, JobRecord, JsonRecord
 
 log = logging.getLogger("mockserver.artificialstudio")
 
 WEBHOOK_EVENT = "generationCompleted"
 """The spec's ``webhooks`` entry a finished generation is delivered as."""
+FINISHER = "generation"
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -40,21 +32,24 @@ def iso_millis(timestamp: float) -> str:
 
 
 @dataclass(slots=True)
-class Generation:
-    """One run of a tool and, once it finished, its outputs."""
+class Generation(JsonRecord):
+    """One run of a tool and, once it finished, its outputs (files by id and name)."""
 
+    kind: ClassVar[str] = "generations"
     id: str
     account: str
     tool: str
-    kind: str
+    output_type: str
+    """The tool's type (``image``, ``video``): the Generation's ``type``."""
     prompt: str
     created_at: float
     status: str = "processing"
-    output: StoredFile | None = None
-    thumbnail: StoredFile | None = None
+    output: list[str] | None = None
+    """``[file id, filename]`` of the output in the file store."""
+    thumbnail: list[str] | None = None
     error: str | None = None
 
-    def body(self, services: Services, origin: str) -> dict[str, Any]:
+    def body(self, origin: str) -> dict[str, Any]:
         """The Generation object, with file URLs under ``origin``."""
         body: dict[str, Any] = {
             "id": self.id,
@@ -63,27 +58,31 @@ class Generation:
             "createdAt": iso_millis(self.created_at),
         }
         if self.output is not None:
-            body["output"] = services.files.url(origin, self.output)
-            body["type"] = self.kind
+            body["output"] = origin + files_path(*self.output)
+            body["type"] = self.output_type
         if self.thumbnail is not None:
-            body["thumbnail"] = services.files.url(origin, self.thumbnail)
+            body["thumbnail"] = origin + files_path(*self.thumbnail)
         if self.error is not None:
             body["error"] = self.error
         return body
 
 
-def _store_outputs(files: FileStore, generation: Generation, seed: int) -> tuple[StoredFile, StoredFile]:
+async def _store_outputs(
+    files: FileStore, generation: Generation, seed: int
+) -> tuple[FileRecord, FileRecord]:
     """The output and thumbnail files of a generation's tool kind, drawn when first downloaded."""
-    prompt = generation.prompt
-    if generation.kind == "video":
-        output = files.put(lambda: render_video(prompt, seed), MP4, f"{generation.id}.mp4")
-        thumbnail = files.put(
-            lambda: render_thumbnail(video_poster(prompt, seed)), JPEG, f"{generation.id}.jpg"
+    drawn = {"prompt": generation.prompt, "seed": seed}
+    if generation.output_type == "video":
+        output = await files.put_recipe({"render": "video", **drawn}, MP4, f"{generation.id}.mp4")
+        thumbnail = await files.put_recipe(
+            {"render": "video_thumbnail", **drawn}, JPEG, f"{generation.id}.jpg"
         )
         return output, thumbnail
-    output = files.put(lambda: render_image(prompt, seed), PNG, f"{generation.id}.png")
-    # The thumbnail is made from the image itself (rendered once, whichever is fetched first).
-    thumbnail = files.put(lambda: render_thumbnail(output.data), JPEG, f"{generation.id}.jpg")
+    output = await files.put_recipe({"render": "image", **drawn}, PNG, f"{generation.id}.png")
+    # The thumbnail is made from the image itself (drawn once, whichever is fetched first).
+    thumbnail = await files.put_recipe(
+        {"render": "thumbnail", "source": output.id}, JPEG, f"{generation.id}.jpg"
+    )
     return output, thumbnail
 
 
@@ -113,24 +112,19 @@ class ArtificialStudio:
             id=services.ids.new("", 24),
             account=call.key.account,
             tool=str(tool["id"]),
-            kind=str(tool.get("type", "image")),
+            output_type=str(tool.get("type", "image")),
             prompt=prompt,
             created_at=call.now(),
         )
-        call.state.table("generations")[generation.id] = generation
-        # The finish callback runs outside any request: keep what it needs from this one.
-        secret = services.webhooks.secret_for(self.id, call.key.key) if webhook else ""
-        origin = call.origin
-
-        def finish(job: Job) -> None:
-            self._finish(services, generation, job, webhook, secret, origin)
-
-        services.jobs.submit(
+        await call.state.put(generation)
+        # The finisher runs outside any request (on whichever instance claims the job): keep what it needs.
+        await services.jobs.submit(
             self.id,
             generation.id,
             owner=call.key.account,
-            failing_tasks=frozenset({0}) if FAIL_MARKER in prompt else frozenset(),
-            on_finish=finish,
+            failing_tasks=[0] if FAIL_MARKER in prompt else [],
+            data={"webhook": webhook or None, "key_id": call.key.key_id, "origin": call.origin},
+            finisher=FINISHER,
         )
         return JsonReply(
             {
@@ -141,33 +135,37 @@ class ArtificialStudio:
             }
         )
 
-    def _finish(
-        self,
-        services: Services,
-        generation: Generation,
-        job: Job,
-        webhook: str | None,
-        secret: str,
-        origin: str,
-    ) -> None:
+    def finishers(self) -> Mapping[str, Finisher]:
+        """What runs when a generation's job is due."""
+        return {FINISHER: self._finish}
+
+    async def _finish(self, services: Services, job: JobRecord) -> None:
+        generation = await services.state.get(self.id, Generation, job.id)
+        if generation is None:
+            return  # dropped by its retention meanwhile
         if services.jobs.view(job).state is JobState.FAILED:
             generation.error = (
                 f"The generation failed: the prompt contains the failure marker '{FAIL_MARKER}'."
             )
             generation.status = "failed"
         else:
-            # Stored as renders, drawn on first download: thousands of generations finishing at one
-            # clock advance must not hold the event loop for a render each (~10 ms). The callback never
-            # yields, so whoever settles or polls the job sees the outputs (and the webhook) when it returns.
-            generation.output, generation.thumbnail = _store_outputs(
-                services.files, generation, services.settings.seed
-            )
+            # Stored as recipes, drawn on first download: thousands of generations finishing at one
+            # clock advance must not hold the event loop for a render each (~10 ms).
+            output, thumbnail = await _store_outputs(services.files, generation, services.settings.seed)
+            generation.output = [output.id, output.filename]
+            generation.thumbnail = [thumbnail.id, thumbnail.filename]
             generation.status = "success"
+        await services.state.put(self.id, generation)
+        webhook = job.data.get("webhook")
         if webhook:
-            services.webhooks.deliver(
+            key = await services.state.key_by_id(self.id, str(job.data["key_id"]))
+            if key is None:
+                log.warning("generation %s: its key is gone; no webhook", generation.id)
+                return
+            await services.webhooks.deliver(
                 webhook,
-                generation.body(services, origin),
-                secret=secret,
+                generation.body(str(job.data["origin"])),
+                secret=services.webhooks.secret_for(self.id, key.key),
                 provider=self.id,
                 event=WEBHOOK_EVENT,
             )
@@ -176,14 +174,16 @@ class ArtificialStudio:
         """A generation of the caller's account: ``processing`` until its job finished."""
         assert call.key is not None
         generation_id = call.input.path["id"]
-        generation = call.state.table("generations").get(generation_id)
+        generation = await call.state.get(Generation, generation_id)
         # Another account's generation is indistinguishable from a missing one.
-        if not isinstance(generation, Generation) or generation.account != call.key.account:
+        if generation is None or generation.account != call.key.account:
             raise not_found("Generation not found")
-        job = call.services.jobs.get(self.id, generation_id)
-        if job is not None:
+        job = await call.services.jobs.get(self.id, generation_id)
+        if job is not None and not job.finished:
             await call.services.jobs.finish(job)
-        return JsonReply(generation.body(call.services, call.origin))
+            # The finisher stored the outcome: read it again.
+            generation = await call.state.get(Generation, generation_id) or generation
+        return JsonReply(generation.body(call.origin))
 
     def render_error(self, error: ApiError) -> dict[str, Any]:
         """`{"error": "<message>", "code": "<snake_case>"}`."""

@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mockserver.core.calls import Call, Handler, JsonReply, Reply
-from mockserver.core.jobs import FAIL_MARKER, Job, JobState, TaskState
-from mockserver.core.store import ApiKey, ProviderState
+from mockserver.core.jobs import FAIL_MARKER, Finisher, JobState, TaskState
 from mockserver.core.textgen import message_text
 from mockserver.core.validation import field_name
 from mockserver.errors import ApiError, forbidden, invalid_request, not_found
 from mockserver.providers._snake_case import ERROR_CODES
+from mockserver.state.api import ProviderState
+from mockserver.state.records import JobRecord, KeyRecord
 
 JOB_STATUS = {
     JobState.QUEUED: "created",
@@ -28,7 +29,7 @@ TASK_STATUS = {
 CREATED_MESSAGE = "Generation job created successfully"
 
 
-def organization_of(key: ApiKey) -> str:
+def organization_of(key: KeyRecord) -> str:
     """The organization a key belongs to (the seed's ``organization``, else its account)."""
     return key.organization or key.account
 
@@ -106,12 +107,13 @@ class ModelStudio:
             salt = (self.id, model_id, conversation, temperature)
             texts.append(call.services.text.reply(prompt, salt=salt, max_tokens=max_tokens).text)
         job_id = call.services.ids.new("job_", 16)
-        call.services.jobs.submit(
+        # No finisher: a job's results are its texts, shown task by task as the clock passes.
+        await call.services.jobs.submit(
             self.id,
             job_id,
             owner=organization,
             tasks=len(conversations),
-            failing_tasks=frozenset(failing),
+            failing_tasks=failing,
             data={"model_id": model_id, "texts": texts},
         )
         return JsonReply({"job_id": job_id, "status": "CREATED", "message": CREATED_MESSAGE})
@@ -120,13 +122,13 @@ class ModelStudio:
         """The job's progress; results appear task by task, in input order."""
         organization = self._organization(call)
         job_id = str(call.input.path["job_id"])
-        job = call.services.jobs.get(self.id, job_id)
+        job = await call.services.jobs.get(self.id, job_id)
         # Another organization's job is as unknown as a missing one: ids must not leak across organizations.
         if job is None or job.owner != organization:
             raise not_found(f"Job '{job_id}' not found.", code="job_not_found", field="job_id")
         return JsonReply(self._job_body(call, job))
 
-    def _job_body(self, call: Call, job: Job) -> dict[str, Any]:
+    def _job_body(self, call: Call, job: JobRecord) -> dict[str, Any]:
         view = call.services.jobs.view(job)
         texts: list[str | None] = job.data["texts"]
         results = []
@@ -148,6 +150,10 @@ class ModelStudio:
             "results": results,
         }
 
+    def finishers(self) -> Mapping[str, Finisher]:
+        """None: a job's outcome is derived from the clock."""
+        return {}
+
     def render_error(self, error: ApiError) -> dict[str, Any]:
         """`{"error": {"code", "message", "status"}}` (the spec's inferred envelope)."""
         return {
@@ -160,7 +166,7 @@ class ModelStudio:
 
     def describe(self, state: ProviderState) -> dict[str, Any]:
         """The primary key's organization and that organization's models, for ``/_mock/providers``."""
-        organization = organization_of(state.primary_key())
+        organization = organization_of(state.seed.keys[0])
         models = [m_id for m_id, m in state.models.items() if m.get("organization") == organization]
         return {"organization_id": organization, "models": models}
 

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mockserver.core.calls import Call, Handler, JsonReply, Reply
-from mockserver.core.store import ProviderState
+from mockserver.core.jobs import Finisher
 from mockserver.errors import ApiError
 from mockserver.providers import _openai_style
+from mockserver.state.api import ProviderState
 
 
 class SpaceAI:
@@ -24,6 +25,10 @@ class SpaceAI:
     async def list_models(self, call: Call) -> Reply:
         """The catalogue, as seeded."""
         return JsonReply({"object": "list", "data": list(call.state.models.values())})
+
+    def finishers(self) -> Mapping[str, Finisher]:
+        """None: no job of this provider runs anything when it is due."""
+        return {}
 
     def render_error(self, error: ApiError) -> dict[str, Any]:
         """StudioAICore's envelope, as the seeds index says SpaceAI shares it."""

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mockserver.core.calls import Handler
-from mockserver.core.store import ProviderState
+from mockserver.core.jobs import Finisher
 from mockserver.errors import ApiError
 from mockserver.providers import _openai_style
+from mockserver.state.api import ProviderState
 
 
 class StudioAICore:
@@ -19,6 +20,10 @@ class StudioAICore:
     def handlers(self) -> Mapping[str, Handler]:
         """Behaviour per operationId."""
         return {"createChat": _openai_style.chat_handler(id_prefix="chat-", streaming=False)}
+
+    def finishers(self) -> Mapping[str, Finisher]:
+        """None: no job of this provider runs anything when it is due."""
+        return {}
 
     def render_error(self, error: ApiError) -> dict[str, Any]:
         """`{"error": {"type", "message", "code"}}` (documented)."""

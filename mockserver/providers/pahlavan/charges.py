@@ -6,34 +6,31 @@ from decimal import Decimal
 from typing import Any
 
 from mockserver.core import billing
-from mockserver.core.billing import Charge, Hold
+from mockserver.core.billing import Charge
 from mockserver.core.calls import Call
-from mockserver.core.store import Account, ApiKey
+from mockserver.state.records import HoldRecord, KeyRecord
 
 
-def caller(call: Call) -> tuple[Account, ApiKey]:
-    """The calling key and its account (every billed operation requires a key)."""
+def caller(call: Call) -> KeyRecord:
+    """The calling key (every billed operation requires one); its account is ``key.account``."""
     key = call.key
     if key is None:  # the pipeline authenticates billed operations before their handler runs
         raise RuntimeError(f"{call.operation.operation_id} ran without an API key")
-    account = call.state.accounts.get(key.account)
-    if account is None:
-        account = call.state.accounts.setdefault(key.account, Account(id=key.account))
-    return account, key
+    return key
 
 
-def reserve(call: Call, estimate: Decimal) -> Hold:
+async def reserve(call: Call, estimate: Decimal) -> HoldRecord:
     """Hold the estimate on the caller's wallet and key (402 / 403 when they cannot cover it)."""
-    account, key = caller(call)
-    return billing.reserve(account, key, estimate)
+    key = caller(call)
+    return await billing.reserve(call.services.state, call.state.provider_id, key.account, key, estimate)
 
 
-def estimate_fields(hold: Hold) -> dict[str, Any]:
+def estimate_fields(hold: HoldRecord) -> dict[str, Any]:
     """The estimate half of the billing fields (what is known before the charge settles)."""
     return {
         "estimated_charge_cents": hold.estimated_cents,
         "estimated_charge_usd": billing.cents_to_usd(hold.estimated_cents),
-        "metered_estimated_charge_usd": float(hold.metered_estimate),
+        "metered_estimated_charge_usd": float(Decimal(hold.metered_estimate)),
     }
 
 

@@ -9,11 +9,10 @@ nothing: ``on_close`` releases the hold. (Inferred: the document only says billi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from mockserver.core import billing
-from mockserver.core.billing import Hold
 from mockserver.core.calls import Call, EventReply, JsonReply, Reply
 from mockserver.core.chat import DONE, ChatResult, generate_chat
 from mockserver.core.textgen import prompt_tokens
@@ -25,19 +24,20 @@ from mockserver.providers.pahlavan.models import (
     model_chain,
     token_budget,
 )
+from mockserver.state.records import HoldRecord
 
 CHAT_ID_PREFIX = "chatcmpl-"
 
 
-def _charge(hold: Hold, model: Model, result: ChatResult) -> dict[str, Any]:
+async def _charge(call: Call, hold: HoldRecord, model: Model, result: ChatResult) -> dict[str, Any]:
     """Settle the hold at the completion's real token counts; the billing fields of the charge."""
     usage = result.usage()
     cost = language_cost(model, usage["prompt_tokens"], usage["completion_tokens"])
-    return billing_fields(billing.settle(hold, cost))
+    return billing_fields(await billing.settle(call.services.state, hold, cost))
 
 
 async def _settled_at_end(
-    chunks: AsyncIterator[Any], settle: Callable[[], Mapping[str, Any]]
+    chunks: AsyncIterator[Any], settle: Callable[[], Awaitable[Mapping[str, Any]]]
 ) -> AsyncIterator[Any]:
     """The stream with ``settle()``'s fields merged into its last JSON chunk (the one before ``[DONE]``).
 
@@ -47,7 +47,7 @@ async def _settled_at_end(
     async for item in chunks:
         if item == DONE:
             if previous is not None:
-                yield {**previous, **settle()}
+                yield {**previous, **(await settle())}
                 previous = None
             yield item
             continue
@@ -65,18 +65,20 @@ async def create_chat_completion(call: Call) -> Reply:
     model = first_available(model_chain(call, body["model"], body.get("models"), kind="language"))
     messages = body["messages"]
     budget = token_budget(model, body.get("max_tokens") or settings.get("max_tokens"))
-    hold = reserve(call, language_cost(model, prompt_tokens(messages), budget))
+    hold = await reserve(call, language_cost(model, prompt_tokens(messages), budget))
     result = generate_chat(
         call, model=model["id"], messages=messages, max_tokens=budget, id_prefix=CHAT_ID_PREFIX
     )
     if not body.get("stream"):
-        return JsonReply(result.completion_body(_charge(hold, model, result)))
+        return JsonReply(result.completion_body(await _charge(call, hold, model, result)))
 
     async def on_close(completed: bool) -> None:
         # Still open here only when the stream ended before its last chunk: the client left (or the
         # connection was cut), so nothing is charged.
-        billing.release(hold)
+        await billing.release(call.services.state, hold)
 
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = _settled_at_end(result.chunks(include_usage=include_usage), lambda: _charge(hold, model, result))
+    events = _settled_at_end(
+        result.chunks(include_usage=include_usage), lambda: _charge(call, hold, model, result)
+    )
     return EventReply(events, on_close=on_close)

@@ -21,7 +21,7 @@ from mockserver.providers.pahlavan.models import (
     model_chain,
     token_budget,
 )
-from mockserver.providers.pahlavan.outputs import deliver
+from mockserver.providers.pahlavan.outputs import Owner, deliver
 
 GENERATION_ID_PREFIX = "gen_"
 IMAGES_PER_REQUEST = 1
@@ -69,12 +69,13 @@ async def _language(call: Call) -> Reply:
         raise input_required("messages", "language")
     model = first_available(chain)
     budget = token_budget(model, settings.get("max_tokens"))
-    hold = reserve(call, language_cost(model, prompt_tokens(messages), budget))
+    hold = await reserve(call, language_cost(model, prompt_tokens(messages), budget))
     result = generate_chat(
         call, model=model["id"], messages=messages, max_tokens=budget, id_prefix=GENERATION_ID_PREFIX
     )
     usage = result.usage()
-    charge = billing.settle(hold, language_cost(model, usage["prompt_tokens"], usage["completion_tokens"]))
+    cost = language_cost(model, usage["prompt_tokens"], usage["completion_tokens"])
+    charge = await billing.settle(call.services.state, hold, cost)
     return JsonReply(
         {
             **_envelope(call, result.id, "language", model["id"]),
@@ -96,19 +97,21 @@ async def _image(call: Call) -> Reply:
     if not available(model):
         raise upstream_failed([model["id"]])
     cost = image_cost(model, IMAGES_PER_REQUEST)
-    hold = reserve(call, cost)
+    hold = await reserve(call, cost)
     generation_id = call.services.ids.new(GENERATION_ID_PREFIX)
     try:
         png = media.render_image(prompt, call.services.settings.seed)
-        output = await deliver(call, png, media.PNG, f"{generation_id}.png", body.get("settings") or {})
+        output = await deliver(
+            call.services, Owner.of(call), png, media.PNG, f"{generation_id}.png", body.get("settings") or {}
+        )
     except BaseException:
-        billing.release(hold)
+        await billing.release(call.services.state, hold)
         raise
-    charge = billing.settle(hold, cost)
+    charge = await billing.settle(call.services.state, hold, cost)
     return JsonReply(
         {
             **_envelope(call, generation_id, "image", model["id"]),
-            "output_urls": [output.url(call)],
+            "output_urls": [output.url(call.origin)],
             **billing_fields(charge),
         }
     )

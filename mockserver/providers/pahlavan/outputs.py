@@ -7,37 +7,80 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mockserver.core.calls import Call
-from mockserver.core.media import Render, StoredFile
+from mockserver.core import media
+from mockserver.core.calls import Call, Services
+from mockserver.core.media import Recipe
 from mockserver.providers.pahlavan.storage import save_to_storage
+from mockserver.state.records import JsonRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Output:
+class Owner:
+    """Whose output it is and how they reached the mock (kept in a job's data for its finisher)."""
+
+    provider: str
+    account: str
+    base_url: str
+    """The provider's base URL as the requesting client reached it (signed storage URLs start with it)."""
+
+    @classmethod
+    def of(cls, call: Call) -> Owner:
+        """The owner of a request's outputs."""
+        assert call.key is not None  # billed operations require a key
+        return cls(call.state.provider_id, call.key.account, call.base_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Output(JsonRecord):
     """A delivered file: in the mock's file store (URL built per request) or a signed storage URL."""
 
-    stored: StoredFile | None = None
+    file: tuple[str, str] | None = None
+    """``(file id, filename)`` in the file store."""
     signed_url: str | None = None
 
-    def url(self, call: Call) -> str:
-        """The absolute URL a client downloads the file from, as ``call``'s client reached the mock."""
+    def url(self, origin: str) -> str:
+        """The absolute URL a client downloads the file from, as it reached the mock at ``origin``."""
         if self.signed_url is not None:
             return self.signed_url
-        assert self.stored is not None
-        return call.services.files.url(call.origin, self.stored)
+        assert self.file is not None
+        return origin + media.files_path(*self.file)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Output:
+        """The output from its stored form (JSON has lists, not tuples)."""
+        file = data.get("file")
+        return cls(file=(str(file[0]), str(file[1])) if file else None, signed_url=data.get("signed_url"))
 
 
 async def deliver(
-    call: Call, data: bytes | Render, content_type: str, filename: str, settings: Mapping[str, Any]
+    services: Services,
+    owner: Owner,
+    data: bytes | Recipe,
+    content_type: str,
+    filename: str,
+    settings: Mapping[str, Any],
 ) -> Output:
     """Keep a generated file where the request's ``settings`` say (``saveToStorage``/``storagePath``).
 
-    ``data`` may be the render that makes the bytes: the mock's file store draws it on first download,
-    storage needs the bytes now (rendered in a worker thread, off the event loop).
+    ``data`` may be the recipe that draws the bytes: the mock's file store draws it on first download,
+    storage needs the bytes now (drawn in a worker thread, off the event loop).
     """
     if settings.get("saveToStorage"):
         if not isinstance(data, bytes):
-            data = await asyncio.to_thread(data)
-        url = await save_to_storage(call, data, content_type, filename, settings.get("storagePath"))
+            data = await asyncio.to_thread(media.draw, data)
+        url = await save_to_storage(
+            services,
+            owner.provider,
+            owner.account,
+            owner.base_url,
+            data,
+            content_type,
+            filename,
+            settings.get("storagePath"),
+        )
         return Output(signed_url=url)
-    return Output(stored=call.services.files.put(data, content_type, filename))
+    if isinstance(data, bytes):
+        record = await services.files.put(data, content_type, filename)
+    else:
+        record = await services.files.put_recipe(data, content_type, filename)
+    return Output(file=(record.id, record.filename))

@@ -57,8 +57,10 @@ async def create_quote(call: Call) -> Reply:
     """Price the described request for the caller; nothing is held or charged."""
     body = call.body
     model = find_model(call, body["model"], kind=body["type"])
-    account, key = caller(call)
-    quoted = billing.quote(account, key, _estimate(model, body))
+    key = caller(call)
+    quoted = await billing.quote(
+        call.services.state, call.state.provider_id, key.account, key, _estimate(model, body)
+    )
     return JsonReply(
         {
             "object": "quote",

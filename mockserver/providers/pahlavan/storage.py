@@ -8,8 +8,9 @@ this mock and authorized by an HMAC signature in their query string, not by the 
 * upload:    ``HMAC("PUT\\n<key>\\n<expires>\\n<content_type>\\n<bytes>")``, 15 minutes of mock time;
 * retrieval: ``HMAC("GET\\n<key>\\n<expires>")``, ``expires_in`` seconds (spec default 3600).
 
-Objects live in ``state.table("storage_objects")``, so a state reset drops them. Neither keys nor
-signatures are ever logged.
+Objects are ``StoredObject`` resources of the state (kind ``storage_objects``), their bytes a file of the
+file store that ``/_mock/files`` does not serve (``public=False``), so a state reset drops both. Neither keys
+nor signatures are ever logged.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import ClassVar
 
-from mockserver.core.calls import BytesReply, Call, Handler, JsonReply, Reply
-from mockserver.core.retention import ResourceTable
+from mockserver.core.calls import BytesReply, Call, Handler, JsonReply, Reply, Services
 from mockserver.core.signing import UrlSigner, signed_url
 from mockserver.errors import ApiError, ErrorKind
+from mockserver.state.records import JsonRecord
 
 TABLE = "storage_objects"
 UPLOAD_TTL_SECONDS = 15 * 60
@@ -39,15 +40,25 @@ _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}( *;.*)?", re.DOTALL)
 
 
 @dataclass(slots=True)
-class StoredObject:
+class StoredObject(JsonRecord):
     """One presigned object: its declared shape, its bytes once uploaded, and whether it is committed."""
 
-    key: str
+    kind: ClassVar[str] = TABLE
+    id: str
+    """The storage key."""
     account: str
     content_type: str
     declared_bytes: int
-    data: bytes | None = None
+    blob: str | None = None
+    """The file (not served under ``/_mock/files``) holding the uploaded bytes, once uploaded."""
+    size: int = 0
+    """Bytes uploaded."""
     committed: bool = False
+
+    @property
+    def key(self) -> str:
+        """The storage key."""
+        return self.id
 
 
 # -- errors in Pahlavan's vocabulary (explicit codes, whatever the envelope's default mapping) ----------
@@ -108,16 +119,12 @@ def check_media_type(value: str, field: str) -> None:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def _signer(call: Call) -> UrlSigner:
-    return call.services.signing.url_signer("storage")
+def _signer(services: Services) -> UrlSigner:
+    return services.signing.url_signer("storage")
 
 
 def _timestamp(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _objects(call: Call) -> ResourceTable[str, Any]:
-    return call.state.table(TABLE)
 
 
 def _account(call: Call) -> str:
@@ -125,27 +132,27 @@ def _account(call: Call) -> str:
     return call.key.account
 
 
-def _new_key(call: Call, path: str | None, filename: str) -> str:
-    day = datetime.fromtimestamp(call.now(), UTC).strftime("%Y/%m/%d")
+def _new_key(services: Services, account: str, path: str | None, filename: str) -> str:
+    day = datetime.fromtimestamp(services.clock.now(), UTC).strftime("%Y/%m/%d")
     folder = f"{path}/" if path else ""
-    object_id = call.services.ids.new("", 12)
-    return f"user/{_account(call)}/{folder}{day}/{object_id}-{filename}"
+    object_id = services.ids.new("", 12)
+    return f"user/{account}/{folder}{day}/{object_id}-{filename}"
 
 
-def _download_url(call: Call, key: str, expires_in: int) -> tuple[str, int]:
-    expires = int(call.now()) + expires_in
-    signature = _signer(call).sign("GET", key, expires)
-    url = signed_url(call.base_url + DOWNLOAD_ROUTE, key=key, expires=expires, signature=signature)
+def _download_url(services: Services, base_url: str, key: str, expires_in: int) -> tuple[str, int]:
+    expires = int(services.clock.now()) + expires_in
+    signature = _signer(services).sign("GET", key, expires)
+    url = signed_url(base_url + DOWNLOAD_ROUTE, key=key, expires=expires, signature=signature)
     return url, expires
 
 
-def _owned(call: Call, key: str) -> StoredObject:
+async def _owned(call: Call, key: str) -> StoredObject:
     """The caller's object under ``key``: 403 when the key is in another account's space, else 404."""
     account = _account(call)
     own = {f"user/{account}/"}
     if call.key is not None and call.key.organization:
         own.add(f"org/{call.key.organization}/")
-    obj: StoredObject | None = _objects(call).get(key)
+    obj = await call.state.get(StoredObject, key)
     # A key in someone else's namespace is 403 whether or not it exists, so keys cannot be probed.
     namespaced = key.startswith(("user/", "org/"))
     if (obj is not None and obj.account != account) or (namespaced and not key.startswith(tuple(own))):
@@ -157,7 +164,7 @@ def _owned(call: Call, key: str) -> StoredObject:
 
 def _check_signature(call: Call, *fields: str | int) -> None:
     query = call.input.query
-    if not _signer(call).verify(str(query["signature"]), *fields):
+    if not _signer(call.services).verify(str(query["signature"]), *fields):
         raise _forbidden("The URL signature does not match.", "INVALID_SIGNATURE")
     if call.now() > int(query["expires"]):
         raise _forbidden("The signed URL has expired.", "SIGNATURE_EXPIRED")
@@ -175,10 +182,10 @@ async def presign_upload(call: Call) -> Reply:
     check_media_type(content_type, "content_type")
     if path is not None:
         check_path(str(path), "path")
-    key = _new_key(call, str(path) if path is not None else None, filename)
+    key = _new_key(call.services, _account(call), str(path) if path is not None else None, filename)
     expires = int(call.now()) + UPLOAD_TTL_SECONDS
-    signature = _signer(call).sign("PUT", key, expires, content_type, size)
-    _objects(call)[key] = StoredObject(key, _account(call), content_type, size)
+    signature = _signer(call.services).sign("PUT", key, expires, content_type, size)
+    await call.state.put(StoredObject(key, _account(call), content_type, size))
     upload_url = signed_url(call.base_url + UPLOAD_ROUTE, key=key, expires=expires, signature=signature)
     return JsonReply(
         {
@@ -195,7 +202,7 @@ async def presign_upload(call: Call) -> Reply:
 async def upload_object(call: Call) -> Reply:
     """Store the bytes of a presigned upload as pending; they must match the declared type and size."""
     key = str(call.input.query["key"])
-    obj: StoredObject | None = _objects(call).get(key)
+    obj = await call.state.get(StoredObject, key)
     if obj is None:
         raise _not_found("No upload was presigned for this key.")
     _check_signature(call, "PUT", key, int(call.input.query["expires"]), obj.content_type, obj.declared_bytes)
@@ -218,29 +225,33 @@ async def upload_object(call: Call) -> Reply:
         )
     if len(data) < obj.declared_bytes:
         raise _bad(f"The upload is {len(data)} bytes; {obj.declared_bytes} were declared at presign.", "body")
-    obj.data = data  # a repeated upload before commit replaces the bytes
+    # A repeated upload before commit replaces the bytes (a new file; the old one ages out).
+    blob = await call.services.files.put(data, obj.content_type, "object", public=False)
+    obj.blob, obj.size = blob.id, len(data)
+    await call.state.put(obj)
     return JsonReply({"key": key, "bytes": len(data), "status": "uploaded"})
 
 
 async def commit_upload(call: Call) -> Reply:
     """Make an uploaded object visible."""
-    obj = _owned(call, str(call.body["key"]))
-    if obj.data is None:
+    obj = await _owned(call, str(call.body["key"]))
+    if obj.blob is None:
         raise _not_found("Nothing was uploaded for this key yet.")
     obj.committed = True
+    await call.state.put(obj)
     return JsonReply(
-        {"key": obj.key, "status": "committed", "bytes": len(obj.data), "content_type": obj.content_type}
+        {"key": obj.key, "status": "committed", "bytes": obj.size, "content_type": obj.content_type}
     )
 
 
 async def sign_url(call: Call) -> Reply:
     """A temporary retrieval URL for a committed object of the caller's account."""
-    obj = _owned(call, str(call.body["key"]))
+    obj = await _owned(call, str(call.body["key"]))
     if not obj.committed:
         raise _not_found("No committed storage object under this key.")
     defaults = call.operation.body.defaults if call.operation.body is not None else {}
     expires_in = int(call.body.get("expires_in", defaults.get("expires_in", DEFAULT_URL_TTL_SECONDS)))
-    url, expires = _download_url(call, obj.key, expires_in)
+    url, expires = _download_url(call.services, call.base_url, obj.key, expires_in)
     return JsonReply({"key": obj.key, "url": url, "expires_at": _timestamp(expires)})
 
 
@@ -249,12 +260,13 @@ async def download_object(call: Call) -> Reply:
     key = str(call.input.query["key"])
     # The signature is checked first: without it nobody learns whether a key exists.
     _check_signature(call, "GET", key, int(call.input.query["expires"]))
-    obj: StoredObject | None = _objects(call).get(key)
-    if obj is None or not obj.committed or obj.data is None:
+    obj = await call.state.get(StoredObject, key)
+    opened = await call.services.files.open(obj.blob) if obj is not None and obj.blob else None
+    if obj is None or not obj.committed or opened is None:
         raise _not_found("No committed storage object under this key.")
     # aiohttp refuses parameters (charset) in ``content_type``; the full value goes in as a header.
     base_type = obj.content_type.split(";", 1)[0].strip()
-    return BytesReply(obj.data, base_type, headers={"Content-Type": obj.content_type})
+    return BytesReply(opened[1], base_type, headers={"Content-Type": obj.content_type})
 
 
 def storage_handlers() -> dict[str, Handler]:
@@ -269,14 +281,23 @@ def storage_handlers() -> dict[str, Handler]:
 
 
 async def save_to_storage(
-    call: Call, data: bytes, content_type: str, filename: str, storage_path: str | None
+    services: Services,
+    provider: str,
+    account: str,
+    base_url: str,
+    data: bytes,
+    content_type: str,
+    filename: str,
+    storage_path: str | None,
 ) -> str:
-    """Store and commit ``data`` for the key's account; a signed download URL for it."""
+    """Store and commit ``data`` for ``account``; a signed download URL for it under ``base_url``."""
     check_filename(filename, "filename")
     check_media_type(content_type, "content_type")
     if storage_path is not None:
         check_path(storage_path, "settings.storagePath")
-    key = _new_key(call, storage_path, filename)
-    _objects(call)[key] = StoredObject(key, _account(call), content_type, len(data), data, committed=True)
-    url, _ = _download_url(call, key, DEFAULT_URL_TTL_SECONDS)
+    key = _new_key(services, account, storage_path, filename)
+    blob = await services.files.put(data, content_type, "object", public=False)
+    stored = StoredObject(key, account, content_type, len(data), blob.id, len(data), committed=True)
+    await services.state.put(provider, stored)
+    url, _ = _download_url(services, base_url, key, DEFAULT_URL_TTL_SECONDS)
     return url

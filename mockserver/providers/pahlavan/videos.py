@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from mockserver.core import billing, media
-from mockserver.core.billing import Charge, Hold
-from mockserver.core.calls import Call, JsonReply, Reply
-from mockserver.core.jobs import FAIL_MARKER, Job, JobState
-from mockserver.errors import ApiError, ErrorKind, invalid_request, not_found
+from mockserver.core.calls import Call, JsonReply, Reply, Services
+from mockserver.core.jobs import FAIL_MARKER, Finisher, JobState
+from mockserver.errors import ApiError, ErrorKind, StateError, invalid_request, not_found
 from mockserver.providers.pahlavan.charges import billing_fields, caller, estimate_fields, reserve
 from mockserver.providers.pahlavan.envelope import UPSTREAM_REQUEST_FAILED, input_required, upstream_failed
 from mockserver.providers.pahlavan.models import DEFAULT_VIDEO_SECONDS, available, find_model, video_cost
-from mockserver.providers.pahlavan.outputs import Output, deliver
+from mockserver.providers.pahlavan.outputs import Output, Owner, deliver
+from mockserver.state.records import HoldRecord, JobRecord, JsonRecord
 
 log = logging.getLogger("mockserver.pahlavan")
 
 VIDEO_ID_PREFIX = "vid_"
 MAX_VIDEO_SECONDS = 60
+FINISHER = "video"
 STATUS = {
     JobState.QUEUED: "queued",
     JobState.RUNNING: "processing",
@@ -32,22 +31,31 @@ STATUS = {
 
 
 @dataclass(slots=True)
-class Video:
-    """A video job's request, its hold and, once finished, its outcome (``Job.data["video"]``)."""
+class Video(JsonRecord):
+    """A video job's request, its hold and, once finished, its outcome (``JobRecord.data["video"]``; the
+    outcome is final once the job is ``finished``)."""
 
     model: str
     prompt: str
     seconds: int
-    cost: Decimal
-    hold: Hold
+    cost: str
+    """The metered cost in USD, as a decimal string."""
+    hold: dict[str, Any]
+    """The ``HoldRecord`` made at creation, in its stored form."""
     created: int
     settings: dict[str, Any]
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the outcome below is final (the finish callback may still be rendering after the job's
-    clock-derived state turned terminal)."""
-    output: Output | None = None
-    charge: Charge | None = None
+    owner: dict[str, str]
+    """The ``Owner`` of its output (account, the base URL the client used)."""
+    output: dict[str, Any] | None = None
+    """The ``Output`` once delivered, in its stored form."""
+    charge: dict[str, Any] | None = None
+    """The billing fields of the settled charge."""
     error: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> Video:
+        """The video a job's data holds."""
+        return cls.from_json(job.data["video"])
 
 
 def _seconds(settings: dict[str, Any]) -> int:
@@ -73,22 +81,32 @@ async def create(call: Call, *, unified: bool) -> Reply:
     if not available(model):
         raise upstream_failed([model["id"]])
     cost = video_cost(model, seconds)
-    hold = reserve(call, cost)
-    video = Video(model["id"], prompt, seconds, cost, hold, int(call.now()), settings)
-    job = call.services.jobs.submit(
+    hold = await reserve(call, cost)
+    owner = Owner.of(call)
+    video = Video(
+        model=model["id"],
+        prompt=prompt,
+        seconds=seconds,
+        cost=str(cost),
+        hold=hold.to_json(),
+        created=int(call.now()),
+        settings=settings,
+        owner={"account": owner.account, "base_url": owner.base_url},
+    )
+    job = await call.services.jobs.submit(
         call.state.provider_id,
         call.services.ids.new(VIDEO_ID_PREFIX),
-        owner=hold.account.id,
-        failing_tasks=frozenset({0}) if FAIL_MARKER in prompt else frozenset(),
-        data={"video": video},
-        on_finish=lambda finished: _finish(call, finished),
+        owner=hold.account,
+        failing_tasks=[0] if FAIL_MARKER in prompt else [],
+        data={"video": video.to_json()},
+        finisher=FINISHER,
     )
     if body.get("async", True):
         return JsonReply(_view(call, job), status=202)
-    await call.services.jobs.wait(job)
-    await video.done.wait()
+    job = await call.services.jobs.wait(job)
     if not unified:
         return JsonReply(_view(call, job))
+    video = Video.of(job)
     if video.output is None or video.charge is None:
         # The unified endpoint's 200 is a succeeded Generation; a failed sync video is an upstream error.
         error = video.error or {}
@@ -107,41 +125,53 @@ async def create(call: Call, *, unified: bool) -> Reply:
             "model": video.model,
             "created": video.created,
             "status": "succeeded",
-            "output_urls": [video.output.url(call)],
-            **billing_fields(video.charge),
+            "output_urls": [Output.from_json(video.output).url(call.origin)],
+            **video.charge,
         }
     )
 
 
-async def _finish(call: Call, job: Job) -> None:
-    """Release the hold of a failed job; render, deliver and charge a succeeded one."""
-    video: Video = job.data["video"]
+def finishers() -> dict[str, Finisher]:
+    """What runs when a video job is due."""
+    return {FINISHER: _finish}
+
+
+async def _finish(services: Services, job: JobRecord) -> None:
+    """Release the hold of a failed job; deliver (drawn on download, or now for storage) and charge a
+    succeeded one. The outcome goes into the job's data, stored with the job once it is finished."""
+    video = Video.of(job)
+    hold = HoldRecord.from_json(video.hold)
+    state = services.state
     try:
-        if call.services.jobs.view(job).state is JobState.FAILED:
-            billing.release(video.hold)
+        if services.jobs.view(job).state is JobState.FAILED:
+            await billing.release(state, hold)
             video.error = {
                 "code": UPSTREAM_REQUEST_FAILED,
                 "message": f"Video generation failed: the prompt contains '{FAIL_MARKER}'.",
             }
             return
-        prompt, seed, seconds = video.prompt, call.services.settings.seed, video.seconds
-        # A render, drawn on first download (or now, off the event loop, when it goes to storage).
-        mp4 = functools.partial(media.render_video, prompt, seed, seconds=seconds)
-        video.output = await deliver(call, mp4, media.MP4, f"{job.id}.mp4", video.settings)
-        video.charge = billing.settle(video.hold, video.cost)
+        recipe = {"render": "video", "prompt": video.prompt, "seed": services.settings.seed}
+        owner = Owner(job.provider, video.owner["account"], video.owner["base_url"])
+        output = await deliver(
+            services, owner, {**recipe, "seconds": video.seconds}, media.MP4, f"{job.id}.mp4", video.settings
+        )
+        charge = await billing.settle(state, hold, Decimal(video.cost))
+        video.output, video.charge = output.to_json(), billing_fields(charge)
+    except StateError:
+        raise  # not finished: the job is finished again once its lease ran out (the hold is still open)
     except Exception as exc:
         log.exception("video %s could not be finished", job.id)
-        billing.release(video.hold)
+        await billing.release(state, hold)
         video.output = None
         video.error = {"code": "INTERNAL_ERROR", "message": f"Video generation failed: {exc}"}
     finally:
-        video.done.set()
+        job.data["video"] = video.to_json()
 
 
-def _view(call: Call, job: Job) -> dict[str, Any]:
+def _view(call: Call, job: JobRecord) -> dict[str, Any]:
     """The ``VideoGeneration`` object now, with URLs as this caller reached the mock."""
-    video: Video = job.data["video"]
-    if video.done.is_set():
+    video = Video.of(job)
+    if job.finished:
         status = "failed" if video.error else "succeeded"
     else:
         state = call.services.jobs.view(job).state
@@ -155,12 +185,12 @@ def _view(call: Call, job: Job) -> dict[str, Any]:
         "status_url": f"{call.base_url}/api/v1/videos/generations/{job.id}",
         "created": video.created,
     }
-    if video.charge is not None and video.output is not None:
-        body["output_url"] = video.output.url(call)
-        body.update(billing_fields(video.charge))
+    if job.finished and video.charge is not None and video.output is not None:
+        body["output_url"] = Output.from_json(video.output).url(call.origin)
+        body.update(video.charge)
     else:
-        body.update(estimate_fields(video.hold))
-    if video.error is not None:
+        body.update(estimate_fields(HoldRecord.from_json(video.hold)))
+    if job.finished and video.error is not None:
         body["error"] = dict(video.error)
     return body
 
@@ -173,12 +203,9 @@ async def create_video_generation(call: Call) -> Reply:
 async def get_video_generation(call: Call) -> Reply:
     """``GET /api/v1/videos/generations/{id}``: another account's job is as unknown as a missing one."""
     video_id = str(call.input.path["id"])
-    job = call.services.jobs.get(call.state.provider_id, video_id)
-    account, _ = caller(call)
-    if job is None or job.owner != account.id or "video" not in job.data:
+    job = await call.services.jobs.get(call.state.provider_id, video_id)
+    key = caller(call)
+    if job is None or job.owner != key.account or "video" not in job.data:
         raise not_found(f"Video generation '{video_id}' not found.", id=video_id)
-    await call.services.jobs.finish(job)
-    video: Video = job.data["video"]
-    if call.services.jobs.view(job).state.terminal:
-        await video.done.wait()
+    job = await call.services.jobs.finish(job)
     return JsonReply(_view(call, job))
