@@ -23,10 +23,11 @@ from aiohttp import web
 
 from mockserver.core.auth import read_credential
 from mockserver.core.calls import BytesReply, Call, EventReply, JsonReply, Reply
-from mockserver.core.media import JPEG, MP4, PNG, StoredFile
+from mockserver.core.media import JPEG, MP4, PNG, Recipe
 from mockserver.core.ratelimit import Bucket, RateState
 from mockserver.errors import ApiError, ErrorKind
 from mockserver.mock import Mock
+from mockserver.state.records import FileRecord
 
 Patch = Callable[[Mock], None]
 Json = dict[str, Any]
@@ -180,17 +181,29 @@ def on_files(change: Callable[[bytes, str, str], tuple[bytes, str, str]]) -> Pat
 
     def patch(mock: Mock) -> None:
         files = mock.services.files
-        put = files.put
+        put, put_recipe, opened = files.put, files.put_recipe, files.open
+        drawn: dict[str, tuple[str, str]] = {}
+        """Files stored as recipes, with their unchanged type and name: the change applies to their bytes
+        when they are drawn."""
 
-        def stored(data: bytes | Callable[[], bytes], content_type: str, filename: str) -> StoredFile:
-            if not callable(data):
-                return put(*change(data, content_type, filename))
-            # A render is drawn on first download: the change applies to its bytes then.
-            render = data
+        async def stored(data: bytes, content_type: str, filename: str, **options: Any) -> FileRecord:
+            return await put(*change(data, content_type, filename), **options)
+
+        async def stored_recipe(recipe: Recipe, content_type: str, filename: str) -> FileRecord:
             _, changed_type, changed_name = change(b"", content_type, filename)
-            return put(lambda: change(render(), content_type, filename)[0], changed_type, changed_name)
+            record = await put_recipe(recipe, changed_type, changed_name)
+            drawn[record.id] = (content_type, filename)
+            return record
+
+        async def read(file_id: str) -> tuple[FileRecord, bytes] | None:
+            found = await opened(file_id)
+            if found is None or file_id not in drawn:
+                return found
+            return found[0], change(found[1], *drawn[file_id])[0]
 
         files.put = stored  # type: ignore[method-assign]
+        files.put_recipe = stored_recipe  # type: ignore[method-assign]
+        files.open = read  # type: ignore[method-assign]
 
     return patch
 
@@ -202,9 +215,9 @@ def on_webhooks(change: Callable[[Mock, dict[str, Any]], dict[str, Any] | None])
         dispatcher = mock.services.webhooks
         deliver = dispatcher.deliver
 
-        def scheduled(url: str, payload: dict[str, Any], **options: Any) -> Any:
+        async def scheduled(url: str, payload: dict[str, Any], **options: Any) -> Any:
             arguments = change(mock, {"url": url, "payload": copy.deepcopy(payload), **options})
-            return None if arguments is None else deliver(**arguments)
+            return None if arguments is None else await deliver(**arguments)
 
         dispatcher.deliver = scheduled  # type: ignore[method-assign]
 

@@ -24,9 +24,11 @@ from mockserver.core.media import (
     render_video,
     video_poster,
 )
-from mockserver.core.retention import Retention
 from mockserver.mock import MOCK, Mock
+from mockserver.resources import PROVIDER_IDS, fixtures_dir
 from mockserver.settings import Settings
+from mockserver.state.factory import create_state
+from mockserver.state.seed import read_seeds
 
 PROMPT = "A futuristic city at sunset, cyberpunk style, neon lights"
 
@@ -88,18 +90,36 @@ def test_video_depends_on_prompt_and_seed_only() -> None:
 # -- the store --------------------------------------------------------------------------------------
 
 
-def test_store_gives_unique_ids_and_forgets_on_reset() -> None:
-    store = FileStore(Retention(Clock(), ttl=3600, cap=100))
-    first = store.put(b"one", PNG, "a.png")
-    second = store.put(b"one", PNG, "a.png")
+async def test_store_gives_unique_ids_and_forgets_on_reset() -> None:
+    state = create_state(Settings(), read_seeds(fixtures_dir(), PROVIDER_IDS), Clock())
+    await state.open()
+    store = FileStore(state)
+    first = await store.put(b"one", PNG, "a.png")
+    second = await store.put(b"one", PNG, "a.png")
     assert first.id != second.id
     assert all(c in "0123456789abcdef" for c in first.id)
-    assert store.get(first.id) == first
+    assert await store.get(first.id) == first
+    assert await store.open(first.id) == (first, b"one")
     assert store.url("http://h:1", first) == f"http://h:1/_mock/files/{first.id}/a.png"
+    await state.reset()
     store.reset()
-    assert store.get(first.id) is None
+    assert await store.get(first.id) is None
     # Ids handed out before a reset never name a new file.
-    assert store.put(b"two", PNG, "a.png").id not in {first.id, second.id}
+    assert (await store.put(b"two", PNG, "a.png")).id not in {first.id, second.id}
+
+
+async def test_a_recipe_is_drawn_on_first_open_and_kept() -> None:
+    state = create_state(Settings(), read_seeds(fixtures_dir(), PROVIDER_IDS), Clock())
+    await state.open()
+    store = FileStore(state)
+    recipe = {"render": "image", "prompt": PROMPT, "seed": 0}
+    stored = await store.put_recipe(recipe, PNG, "a.png")
+    assert await state.get_file(stored.id) == (stored, None)  # nothing drawn yet
+    opened = await store.open(stored.id)
+    assert opened == (stored, render_image(PROMPT, 0))
+    assert await state.get_file(stored.id) == (stored, opened[1])
+    with pytest.raises(LookupError):
+        await store.put_recipe({"render": "nothing"}, PNG, "b.png")
 
 
 # -- served over HTTP -------------------------------------------------------------------------------
@@ -140,7 +160,7 @@ async def test_files_are_served_with_their_content_type(
     server: Server, content_type: str, filename: str, make: Callable[[], bytes]
 ) -> None:
     data = make()
-    stored = server.mock.services.files.put(data, content_type, filename)
+    stored = await server.mock.services.files.put(data, content_type, filename)
     url = server.mock.services.files.url(server.origin, stored)
     async with server.session.get(url) as resp:
         assert resp.status == 200
@@ -149,7 +169,7 @@ async def test_files_are_served_with_their_content_type(
 
 
 async def test_unknown_files_are_404_json(server: Server) -> None:
-    stored = server.mock.services.files.put(b"x", PNG, "out.png")
+    stored = await server.mock.services.files.put(b"x", PNG, "out.png")
     for path in ("/_mock/files/0123456789abcdef/out.png", f"/_mock/files/{stored.id}/other.png"):
         async with server.session.get(server.origin + path) as resp:
             assert resp.status == 404
@@ -157,8 +177,14 @@ async def test_unknown_files_are_404_json(server: Server) -> None:
             assert body["error"]["code"] == "not_found"
 
 
+async def test_files_kept_for_a_provider_are_not_served(server: Server) -> None:
+    stored = await server.mock.services.files.put(b"secret", PNG, "out.png", public=False)
+    async with server.session.get(server.mock.services.files.url(server.origin, stored)) as resp:
+        assert resp.status == 404
+
+
 async def test_reset_forgets_files(server: Server) -> None:
-    stored = server.mock.services.files.put(b"x", PNG, "out.png")
+    stored = await server.mock.services.files.put(b"x", PNG, "out.png")
     url = server.mock.services.files.url(server.origin, stored)
     async with server.session.post(server.origin + "/_mock/reset") as resp:
         assert resp.status == 200

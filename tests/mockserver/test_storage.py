@@ -395,10 +395,16 @@ def test_unsafe_content_types_are_400(mock: Any, content_type: str) -> None:
     assert_error(response, 400, "INVALID_REQUEST", "content_type")
 
 
+def stored_objects(mock: Any) -> int:
+    """Storage objects the mock keeps (``/_mock/resources``' counts)."""
+    counts = mock.http.get(f"{mock.base_url}/_mock/resources?provider={PROVIDER}", timeout=10).json()["counts"]
+    return int(counts[PROVIDER].get("storage_objects", 0))
+
+
 def test_nothing_unsafe_was_stored(mock: Any) -> None:
     for filename in UNSAFE_FILENAMES:
         mock.post(PROVIDER, "/api/v1/storage/presign", json=presign_body(filename=filename))
-    assert len(mock.server.mock.services.store[PROVIDER].table("storage_objects")) == 0
+    assert stored_objects(mock) == 0
 
 
 def test_journal_never_records_keys_or_signatures(mock: Any) -> None:
@@ -442,4 +448,4 @@ def test_save_to_storage_returns_signed_storage_urls(mock: Any) -> None:
 def test_save_to_storage_rejects_unsafe_paths(mock: Any, path: str) -> None:
     response = generate_image(mock, saveToStorage=True, storagePath=path)
     assert_error(response, 400, "INVALID_REQUEST", "storagePath")
-    assert len(mock.server.mock.services.store[PROVIDER].table("storage_objects")) == 0
+    assert stored_objects(mock) == 0

@@ -96,9 +96,11 @@ class Client:
         assert status == 200
         return str(body["secrets"][PROVIDER])
 
-    def deliver(self, url: str, secret: str, payload: dict[str, Any] | None = None) -> str:
+    async def deliver(self, url: str, secret: str, payload: dict[str, Any] | None = None) -> str:
         dispatcher = self.mock.services.webhooks
-        delivery = dispatcher.deliver(url, payload or PAYLOAD, secret=secret, provider=PROVIDER, event=EVENT)
+        delivery = await dispatcher.deliver(
+            url, payload or PAYLOAD, secret=secret, provider=PROVIDER, event=EVENT
+        )
         return delivery.id
 
 
@@ -149,7 +151,7 @@ async def test_secrets_are_standard_webhooks_secrets_per_key(client: Client) -> 
     assert key["provider"] == PROVIDER
     assert key["secret"] == secret
     assert key["key_id"].startswith("key_")
-    primary = client.mock.services.store[PROVIDER].primary_key().key
+    primary = client.mock.services.state.seed(PROVIDER).keys[0].key
     assert secret == signing_secret(0, PROVIDER, primary)
     assert signing_secret(1, PROVIDER, primary) != secret
     assert signing_secret(0, PROVIDER, primary + "x") != secret
@@ -160,7 +162,7 @@ async def test_secrets_are_standard_webhooks_secrets_per_key(client: Client) -> 
 
 async def test_delivery_is_signed_and_logged(client: Client, receiver: Receiver) -> None:
     secret = await client.secret()
-    delivery_id = client.deliver(receiver.url, secret)
+    delivery_id = await client.deliver(receiver.url, secret)
     await client.advance(0)
 
     (got,) = receiver.received
@@ -195,7 +197,7 @@ async def test_delivery_is_signed_and_logged(client: Client, receiver: Receiver)
 async def test_the_standardwebhooks_library_verifies_deliveries(client: Client, receiver: Receiver) -> None:
     standardwebhooks = pytest.importorskip("standardwebhooks")
     secret = await client.secret()
-    client.deliver(receiver.url, secret)
+    await client.deliver(receiver.url, secret)
     await client.advance(0)
     (got,) = receiver.received
     verified = standardwebhooks.Webhook(secret).verify(got.body, got.headers)
@@ -205,7 +207,7 @@ async def test_the_standardwebhooks_library_verifies_deliveries(client: Client, 
 async def test_failed_attempts_are_retried_with_backoff(client: Client, receiver: Receiver) -> None:
     receiver.statuses = [500, 500]
     secret = await client.secret()
-    delivery_id = client.deliver(receiver.url, secret)
+    delivery_id = await client.deliver(receiver.url, secret)
     await client.advance(0)
     first = await client.delivery(delivery_id)
     assert first["status"] == "pending"
@@ -239,7 +241,7 @@ async def test_backoff_is_deterministic_under_the_seed(receiver: Receiver) -> No
     for _ in range(2):
         async with serve(seed=5) as c:
             receiver.statuses = [500, 500, 500]
-            delivery_id = c.deliver(receiver.url, await c.secret())
+            delivery_id = await c.deliver(receiver.url, await c.secret())
             await c.advance(0)
             for _ in range(3):
                 await c.advance(PAST_ANY_BACKOFF)
@@ -251,7 +253,7 @@ async def test_backoff_is_deterministic_under_the_seed(receiver: Receiver) -> No
 
 async def test_unreachable_receiver_fails_after_the_last_attempt(client: Client) -> None:
     url = closed_port_url()
-    delivery_id = client.deliver(url, await client.secret())
+    delivery_id = await client.deliver(url, await client.secret())
     await client.advance(0)
     policy = client.mock.services.webhooks.policy
     for _ in range(policy.max_attempts - 1):
@@ -273,7 +275,7 @@ async def test_unreachable_receiver_fails_after_the_last_attempt(client: Client)
 async def test_a_slow_receiver_times_out_and_is_retried(client: Client, receiver: Receiver) -> None:
     client.mock.services.webhooks.policy = RetryPolicy(attempt_timeout=0.2)
     receiver.delay = 1.0
-    delivery_id = client.deliver(receiver.url, await client.secret())
+    delivery_id = await client.deliver(receiver.url, await client.secret())
     await client.advance(0)
     delivery = await client.delivery(delivery_id)
     assert delivery["status"] == "pending"
@@ -289,7 +291,7 @@ async def test_a_slow_receiver_times_out_and_is_retried(client: Client, receiver
 async def test_resend_starts_a_new_series_with_the_same_id(client: Client, receiver: Receiver) -> None:
     url = closed_port_url()
     secret = await client.secret()
-    delivery_id = client.deliver(url, secret)
+    delivery_id = await client.deliver(url, secret)
     await client.advance(0)
     status, body = await client.control("POST", f"/webhooks/{delivery_id}/resend")
     assert status == 409, body
@@ -299,7 +301,11 @@ async def test_resend_starts_a_new_series_with_the_same_id(client: Client, recei
     assert (await client.delivery(delivery_id))["status"] == "failed"
 
     # The receiver comes up at the delivery's URL's place: point the delivery there (test-only).
-    client.mock.services.webhooks.get(delivery_id).url = receiver.url  # type: ignore[union-attr]
+    state = client.mock.services.state
+    stored = await state.get_delivery(delivery_id)
+    assert stored is not None
+    stored.url = receiver.url
+    await state.put_delivery(stored)
     status, body = await client.control("POST", f"/webhooks/{delivery_id}/resend")
     assert status == 202, body
     assert body["id"] == delivery_id
@@ -321,12 +327,12 @@ async def test_resend_starts_a_new_series_with_the_same_id(client: Client, recei
 
 async def test_reset_keeps_pending_deliveries_running(client: Client, receiver: Receiver) -> None:
     secret = await client.secret()
-    done_id = client.deliver(receiver.url, secret)
+    done_id = await client.deliver(receiver.url, secret)
     await client.advance(0)
     receiver.statuses = [500]
     # Far ahead of real time, so a reset moves the clock a long way back.
     await client.advance(3600)
-    pending_id = client.deliver(receiver.url, secret)
+    pending_id = await client.deliver(receiver.url, secret)
     await client.advance(0)
     before = await client.delivery(pending_id)
     assert before["status"] == "pending"
@@ -347,7 +353,7 @@ async def test_reset_keeps_pending_deliveries_running(client: Client, receiver: 
 
 
 async def test_payloads_are_checked_against_the_spec(client: Client, receiver: Receiver) -> None:
-    client.deliver(receiver.url, await client.secret(), payload={"id": "not-hex", "status": "success"})
+    await client.deliver(receiver.url, await client.secret(), payload={"id": "not-hex", "status": "success"})
     await client.advance(0)
     _, body = await client.control("GET", "/violations")
     (violation,) = body["violations"]
@@ -364,11 +370,12 @@ async def test_shutdown_with_a_pending_retry_is_clean(
 ) -> None:
     receiver.statuses = [500]
     async with serve() as c:
-        delivery_id = c.deliver(receiver.url, await c.secret())
+        delivery_id = await c.deliver(receiver.url, await c.secret())
         await c.advance(0)
         assert (await c.delivery(delivery_id))["status"] == "pending"
         dispatcher = c.mock.services.webhooks
-    assert dispatcher._tasks == set()
+    assert dispatcher._task is None
+    assert dispatcher._attempting == {}
     assert dispatcher._session is None
     gc.collect()
     await asyncio.sleep(0)
