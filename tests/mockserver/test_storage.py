@@ -397,8 +397,8 @@ def test_unsafe_content_types_are_400(mock: Any, content_type: str) -> None:
 
 def stored_objects(mock: Any) -> int:
     """Storage objects the mock keeps (``/_mock/resources``' counts)."""
-    counts = mock.http.get(f"{mock.base_url}/_mock/resources?provider={PROVIDER}", timeout=10).json()["counts"]
-    return int(counts[PROVIDER].get("storage_objects", 0))
+    listing = mock.http.get(f"{mock.base_url}/_mock/resources?provider={PROVIDER}", timeout=10)
+    return int(listing.json()["counts"][PROVIDER].get("storage_objects", 0))
 
 
 def test_nothing_unsafe_was_stored(mock: Any) -> None:
