@@ -319,7 +319,7 @@ class JobEngine:
 
     async def _sleep(self, due: float | None, *events: asyncio.Event) -> None:
         """Until ``due`` on the clock, one of ``events`` (jobs, the clock) or the re-check interval."""
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait()) for event in events]
         if due is not None:
             waiters.append(asyncio.ensure_future(self._clock.sleep_until(due)))
         try:

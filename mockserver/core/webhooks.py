@@ -358,11 +358,18 @@ class WebhookDispatcher:
                 self._attempt_once(delivery), name=f"webhook-{delivery.id}"
             )
             self._attempting[delivery.id] = task
-            task.add_done_callback(lambda _, key=delivery.id: self._attempting.pop(key, None))
+            task.add_done_callback(self._forget(delivery.id))
+
+    def _forget(self, delivery_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(task: asyncio.Task[None]) -> None:
+            if self._attempting.get(delivery_id) is task:
+                del self._attempting[delivery_id]
+
+        return forget
 
     async def _sleep(self, due: float | None, *events: asyncio.Event) -> None:
         """Until ``due`` on the clock, one of ``events`` or the re-check interval."""
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait()) for event in events]
         if due is not None:
             waiters.append(asyncio.ensure_future(self._clock.sleep_until(due)))
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mockserver.core.calls import Call, EventReply, Handler, JsonReply, Reply
@@ -57,6 +58,6 @@ def chat_handler(*, id_prefix: str, streaming: bool) -> Handler:
     return chat
 
 
-def describe_models(call_state_models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def describe_models(call_state_models: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """``/_mock/providers`` fields: the model ids."""
     return {"models": list(call_state_models)}
