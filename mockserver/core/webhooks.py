@@ -228,8 +228,11 @@ class WebhookDispatcher:
                 await self._task
             self._task = None
         attempts = list(self._attempting.values())
-        if attempts:
-            log.warning("stopped %d webhook attempt(s) in flight; they are retried", len(attempts))
+        with contextlib.suppress(StateError):
+            if pending := len(await self.pending()):
+                log.warning(
+                    "left %d pending webhook deliver%s in the state", pending, "y" if pending == 1 else "ies"
+                )
         for task in attempts:
             task.cancel()
         await asyncio.gather(*attempts, return_exceptions=True)
