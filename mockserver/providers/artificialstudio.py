@@ -123,7 +123,13 @@ class ArtificialStudio:
             generation.id,
             owner=call.key.account,
             failing_tasks=[0] if FAIL_MARKER in prompt else [],
-            data={"webhook": webhook or None, "key_id": call.key.key_id, "origin": call.origin},
+            # "kind": what the job makes (the control API's resource listing shows it).
+            data={
+                "kind": Generation.kind,
+                "webhook": webhook or None,
+                "key_id": call.key.key_id,
+                "origin": call.origin,
+            },
             finisher=FINISHER,
         )
         return JsonReply(
