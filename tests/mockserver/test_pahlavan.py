@@ -18,9 +18,11 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from mockserver.app import create_app
 from mockserver.core.jobs import FAIL_MARKER
-from mockserver.core.store import Account, ApiKey, ProviderState
 from mockserver.mock import MOCK, Mock
 from mockserver.settings import Settings
+from mockserver.state.api import State
+from mockserver.state.records import KeyRecord, WalletView
+from mockserver.state.seed import key_id_of
 
 KEY, LIMITED_KEY, OTHER_KEY = "sp_live_mockkey0001", "sp_live_mockkey0002", "sp_live_otheraccount"
 ACCOUNT, OTHER_ACCOUNT = "user_123", "user_other"
@@ -55,17 +57,24 @@ class Client:
         return self.origin + "/pahlavan"
 
     @property
-    def state(self) -> ProviderState:
-        return self.mock.services.store["pahlavan"]
+    def state(self) -> State:
+        return self.mock.services.state
 
-    @property
-    def account(self) -> Account:
-        return self.state.accounts[ACCOUNT]
+    async def money(self, key: str = KEY) -> WalletView:
+        """The account's and the key's money now (the key names its account)."""
+        found = await self.state.find_key("pahlavan", key)
+        assert found is not None
+        return await self.state.wallet("pahlavan", found.account, found.key_id)
 
-    @property
-    def wallet(self) -> int:
-        assert self.account.wallet_cents is not None
-        return self.account.wallet_cents
+    async def ledger(self) -> tuple[int, int, int]:
+        """The wallet, the cents held and the carried micro-cents of the account."""
+        money = await self.money()
+        return await self.wallet(), money.held_cents, money.carry_microcents
+
+    async def wallet(self) -> int:
+        cents = (await self.money()).wallet_cents
+        assert cents is not None
+        return cents
 
     async def call(
         self,
@@ -96,14 +105,14 @@ class Client:
         assert status == 200
 
     async def set_wallet(self, cents: int) -> None:
-        """Through the control API when it has the route, else straight in the store."""
+        """Through the control API."""
         status, _ = await self.control("PUT", f"/accounts/pahlavan/{ACCOUNT}/wallet", {"wallet_cents": cents})
-        if status != 200:
-            self.account.wallet_cents = cents
-        assert self.wallet == cents
+        assert status == 200
+        assert await self.wallet() == cents
 
     def set_price(self, model: str, **pricing: float) -> None:
-        self.state.models[model]["pricing"] = {"currency": "usd", **pricing}
+        # The seed's catalogue is this server's own (read at start): changing it changes its prices.
+        self.state.seed("pahlavan").models[model]["pricing"] = {"currency": "usd", **pricing}
 
     async def fetch(self, url: str) -> tuple[int, str, bytes]:
         async with self.session.get(url) as resp:
@@ -187,9 +196,10 @@ def language(model: str = "glm-4.5", **extra: Any) -> dict[str, Any]:
     return {"model": model, "type": "language", "messages": USER, **extra}
 
 
-def add_other_account(client: Client) -> None:
-    client.state.accounts[OTHER_ACCOUNT] = Account(id=OTHER_ACCOUNT, wallet_cents=1000)
-    client.state.keys[OTHER_KEY] = ApiKey(key=OTHER_KEY, account=OTHER_ACCOUNT)
+async def add_other_account(client: Client) -> None:
+    key = KeyRecord(key=OTHER_KEY, account=OTHER_ACCOUNT, key_id=key_id_of(OTHER_KEY))
+    assert await client.state.add_key("pahlavan", key)
+    assert await client.state.set_wallet("pahlavan", OTHER_ACCOUNT, 1000) is not None
 
 
 # -- health, models, envelope ---------------------------------------------------------------------------
@@ -204,7 +214,7 @@ async def test_models_are_public_and_show_documented_fields_only(pv: Client) -> 
     assert status == 200
     assert body["object"] == "list"
     ids = [m["id"] for m in body["data"]]
-    assert ids == list(pv.state.models)
+    assert ids == list(pv.state.seed("pahlavan").models)
     offline = next(m for m in body["data"] if m["id"] == "glm-4.5-offline")
     assert "available" not in offline
     assert "provider_capabilities" not in offline
@@ -230,7 +240,7 @@ async def test_models_filter_by_type_text_and_limit(pv: Client) -> None:
 
 
 async def test_models_omit_null_and_empty_fields(pv: Client) -> None:
-    pv.state.models["llama-3.1-8b"].update(name="", owned_by=None, provider_capabilities=[])
+    pv.state.seed("pahlavan").models["llama-3.1-8b"].update(name="", owned_by=None, provider_capabilities=[])
     _, body = await pv.call("GET", "/api/v1/models", params={"q": "llama"})
     assert body["data"] == [
         {
@@ -368,7 +378,7 @@ async def test_fallback_skips_an_unavailable_model(pv: Client) -> None:
 
 
 async def test_upstream_failure_of_the_whole_chain_charges_nothing(pv: Client) -> None:
-    pv.state.models["glm-4.5-air"]["available"] = False
+    pv.state.seed("pahlavan").models["glm-4.5-air"]["available"] = False
     for path, body in (
         ("/api/v1/generations", language("glm-4.5-offline", models=["glm-4.5-air"])),
         (
@@ -379,13 +389,17 @@ async def test_upstream_failure_of_the_whole_chain_charges_nothing(pv: Client) -
     ):
         details = assert_error(*await pv.post(path, body), 502, "UPSTREAM_REQUEST_FAILED")
         assert details["models"][0] == "glm-4.5-offline"
-    pv.state.models["flux-schnell"]["available"] = False
+    pv.state.seed("pahlavan").models["flux-schnell"]["available"] = False
     assert_error(
         *await pv.post("/api/v1/generations", {"model": "flux-schnell", "type": "image", "prompt": "x"}),
         502,
         "UPSTREAM_REQUEST_FAILED",
     )
-    assert (pv.wallet, pv.account.held_cents, pv.account.carry_microcents) == (SEED_BALANCE, 0, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents, (await pv.money()).carry_microcents) == (
+        SEED_BALANCE,
+        0,
+        0,
+    )
 
 
 async def test_unknown_models_anywhere_in_the_chain(pv: Client) -> None:
@@ -399,7 +413,7 @@ async def test_unknown_models_anywhere_in_the_chain(pv: Client) -> None:
     assert details == {"model": "gpt-9", "field": "models[1]"}
     status, body = await pv.post("/api/v1/chat/completions", {"model": "gpt-9", "messages": USER})
     assert_error(status, body, 404, "MODEL_NOT_FOUND")
-    assert pv.wallet == SEED_BALANCE
+    assert (await pv.wallet()) == SEED_BALANCE
 
 
 async def test_request_rules_the_schema_cannot_state(pv: Client) -> None:
@@ -433,7 +447,7 @@ async def test_request_rules_the_schema_cannot_state(pv: Client) -> None:
         assert_error(*await pv.post("/api/v1/generations", video), 400, "INVALID_REQUEST")["field"]
         == "settings.duration_seconds"
     )
-    assert pv.wallet == SEED_BALANCE
+    assert (await pv.wallet()) == SEED_BALANCE
 
 
 async def test_model_input_required(pv: Client) -> None:
@@ -455,7 +469,7 @@ async def test_model_input_required(pv: Client) -> None:
         "MODEL_INPUT_REQUIRED",
     )
     assert details["input"] == "prompt"
-    assert (pv.wallet, pv.account.held_cents) == (SEED_BALANCE, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents) == (SEED_BALANCE, 0)
 
 
 # -- billing errors ----------------------------------------------------------------------------------------
@@ -473,7 +487,11 @@ async def test_insufficient_balance_charges_nothing(pv: Client) -> None:
         details = assert_error(*await pv.post(path, body), 402, "INSUFFICIENT_BALANCE")
         assert details["balance_cents"] == 0
         assert details["required_cents"] >= 1
-    assert (pv.wallet, pv.account.held_cents, pv.state.keys[KEY].spent_cents) == (0, 0, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents, (await pv.money(KEY)).key_spent_cents) == (
+        0,
+        0,
+        0,
+    )
 
 
 async def test_spend_limit_of_the_limited_key_charges_nothing(pv: Client) -> None:
@@ -489,8 +507,8 @@ async def test_spend_limit_of_the_limited_key_charges_nothing(pv: Client) -> Non
     assert_error(
         *await pv.post("/api/v1/generations", unified, key=LIMITED_KEY), 403, "API_KEY_SPEND_LIMIT_EXCEEDED"
     )
-    limited = pv.state.keys[LIMITED_KEY]
-    assert (pv.wallet, pv.account.held_cents, limited.spent_cents, limited.held_cents) == (
+    limited = await pv.money(LIMITED_KEY)
+    assert ((await pv.wallet()), limited.held_cents, limited.key_spent_cents, limited.key_held_cents) == (
         SEED_BALANCE,
         0,
         0,
@@ -509,13 +527,13 @@ async def test_spend_limit_counts_what_the_key_already_spent(pv: Client) -> None
     status, gen = await pv.post("/api/v1/generations", language(settings={"max_tokens": 9}), key=LIMITED_KEY)
     assert status == 200
     assert gen["final_charge_cents"] == 90
-    assert pv.state.keys[LIMITED_KEY].spent_cents == 90
+    assert (await pv.money(LIMITED_KEY)).key_spent_cents == 90
     status, body = await pv.post("/api/v1/generations", language(settings={"max_tokens": 2}), key=LIMITED_KEY)
     assert_error(status, body, 403, "API_KEY_SPEND_LIMIT_EXCEEDED")
     status, _ = await pv.post("/api/v1/generations", language(settings={"max_tokens": 1}), key=LIMITED_KEY)
     assert status == 200
-    assert pv.state.keys[LIMITED_KEY].spent_cents == 100
-    assert pv.wallet == SEED_BALANCE - 100
+    assert (await pv.money(LIMITED_KEY)).key_spent_cents == 100
+    assert (await pv.wallet()) == SEED_BALANCE - 100
 
 
 # -- images ------------------------------------------------------------------------------------------------
@@ -538,7 +556,7 @@ async def test_image_generation_returns_a_downloadable_png(pv: Client) -> None:
     status, content_type, data = await pv.fetch(url)
     assert (status, content_type) == (200, "image/png")
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    assert pv.account.carry_microcents == 300_000
+    assert (await pv.money()).carry_microcents == 300_000
 
 
 async def test_output_urls_follow_the_host_the_client_used(pv: Client) -> None:
@@ -589,13 +607,13 @@ async def test_video_runs_async_and_is_charged_on_success(pv: Client) -> None:
     assert created["status_url"] == f"{pv.base}/api/v1/videos/generations/{created['id']}"
     assert created["estimated_charge_cents"] == 25
     assert "final_charge_cents" not in created
-    assert (pv.wallet, pv.account.held_cents) == (SEED_BALANCE, 25)
+    assert ((await pv.wallet()), (await pv.money()).held_cents) == (SEED_BALANCE, 25)
 
     await pv.advance(10)
     status, running = await pv.call("GET", f"/api/v1/videos/generations/{created['id']}")
     assert status == 200
     assert running["status"] == "processing"
-    assert pv.wallet == SEED_BALANCE
+    assert (await pv.wallet()) == SEED_BALANCE
 
     await pv.advance(15)
     async with pv.session.get(created["status_url"], headers={"Authorization": f"Bearer {KEY}"}) as resp:
@@ -604,7 +622,7 @@ async def test_video_runs_async_and_is_charged_on_success(pv: Client) -> None:
     assert_billing(done)
     assert done["final_charge_cents"] == 25
     assert done["metered_final_charge_usd"] == 0.25
-    assert (pv.wallet, pv.account.held_cents) == (SEED_BALANCE - 25, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents) == (SEED_BALANCE - 25, 0)
     status, content_type, data = await pv.fetch(done["output_url"])
     assert (status, content_type) == (200, "video/mp4")
     assert data[4:8] == b"ftyp"
@@ -622,7 +640,7 @@ async def test_failed_video_is_not_charged(pv: Client) -> None:
     assert set(failed["error"]) == {"code", "message"}
     assert FAIL_MARKER in failed["error"]["message"]
     assert "final_charge_cents" not in failed
-    assert (pv.wallet, pv.account.held_cents) == (SEED_BALANCE, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents) == (SEED_BALANCE, 0)
 
 
 async def _while_advancing(pv: Client, request: Any) -> tuple[int, Any]:
@@ -672,11 +690,11 @@ async def test_sync_video_waits_for_the_final_state(pv: Client) -> None:
         pv, pv.post("/api/v1/generations", {**unified, "prompt": FAIL_MARKER})
     )
     assert_error(status, body_failed, 502, "UPSTREAM_REQUEST_FAILED")
-    assert (pv.wallet, pv.account.held_cents) == (SEED_BALANCE - 20, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents) == (SEED_BALANCE - 20, 0)
 
 
 async def test_videos_are_private_to_their_account(pv: Client) -> None:
-    add_other_account(pv)
+    await add_other_account(pv)
     _, created = await pv.post("/api/v1/videos/generations", {"model": "veo-lite", "prompt": "waves"})
     details = assert_error(
         *await pv.call("GET", f"/api/v1/videos/generations/{created['id']}", key=OTHER_KEY), 404, "NOT_FOUND"
@@ -717,8 +735,8 @@ async def test_stream_is_charged_once_at_the_end() -> None:
             events = read_events(resp)
             first = [await anext(events) for _ in range(3)]
             # Mid-stream: held, not charged (the quote shows the untouched balance).
-            assert pv.wallet == SEED_BALANCE
-            assert pv.account.held_cents > 0
+            assert (await pv.wallet()) == SEED_BALANCE
+            assert (await pv.money()).held_cents > 0
             _, quote = await pv.post("/api/v1/quotes", {"model": "glm-4.5", "type": "language"})
             assert quote["account"]["balance_cents"] == SEED_BALANCE
             rest = [event async for event in events]
@@ -730,8 +748,11 @@ async def test_stream_is_charged_once_at_the_end() -> None:
         assert final["usage"]["completion_tokens"] == len(content) - 1
         assert_billing(final)
         assert final["final_charge_cents"] > 0
-        assert (pv.wallet, pv.account.held_cents) == (SEED_BALANCE - final["final_charge_cents"], 0)
-        assert pv.state.keys[KEY].spent_cents == final["final_charge_cents"]
+        assert ((await pv.wallet()), (await pv.money()).held_cents) == (
+            SEED_BALANCE - final["final_charge_cents"],
+            0,
+        )
+        assert (await pv.money(KEY)).key_spent_cents == final["final_charge_cents"]
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in content)
         _, plain = await pv.post("/api/v1/chat/completions", {"model": "glm-4.5", "messages": USER})
         assert plain["choices"][0]["message"]["content"] == text
@@ -755,13 +776,17 @@ async def test_an_abandoned_stream_is_not_charged() -> None:
         resp = await pv.session.post(pv.base + "/api/v1/chat/completions", json=body, headers=headers)
         events = read_events(resp)
         await anext(events)
-        assert pv.account.held_cents > 0
+        assert (await pv.money()).held_cents > 0
         resp.close()
         for _ in range(200):  # the server notices at its next write
-            if pv.account.held_cents == 0:
+            if (await pv.money()).held_cents == 0:
                 break
             await asyncio.sleep(0.01)
-        assert (pv.wallet, pv.account.held_cents, pv.account.carry_microcents) == (SEED_BALANCE, 0, 0)
+        assert ((await pv.wallet()), (await pv.money()).held_cents, (await pv.money()).carry_microcents) == (
+            SEED_BALANCE,
+            0,
+            0,
+        )
 
 
 async def test_a_cut_stream_is_not_charged(pv: Client) -> None:
@@ -770,10 +795,14 @@ async def test_a_cut_stream_is_not_charged(pv: Client) -> None:
     with pytest.raises(aiohttp.ClientPayloadError):
         await pv.stream({"model": "glm-4.5", "messages": USER, "stream": True})
     for _ in range(100):
-        if pv.account.held_cents == 0:
+        if (await pv.money()).held_cents == 0:
             break
         await asyncio.sleep(0.01)
-    assert (pv.wallet, pv.account.held_cents, pv.account.carry_microcents) == (SEED_BALANCE, 0, 0)
+    assert ((await pv.wallet()), (await pv.money()).held_cents, (await pv.money()).carry_microcents) == (
+        SEED_BALANCE,
+        0,
+        0,
+    )
 
 
 async def test_openai_client_works_unchanged(pv: Client) -> None:
@@ -845,8 +874,8 @@ async def test_many_small_charges_sum_to_the_metered_total(pv: Client) -> None:
         metered += gen["metered_final_charge_usd"]
     assert abs(metered * 100 - settled) < 1
     assert settled > 100  # the charges were each a fraction of a cent to a cent or so
-    assert pv.wallet == SEED_BALANCE - settled
-    assert 0 <= pv.account.carry_microcents < 1_000_000
+    assert (await pv.wallet()) == SEED_BALANCE - settled
+    assert 0 <= (await pv.money()).carry_microcents < 1_000_000
 
 
 async def _billed_request(pv: Client, index: int) -> tuple[int, Any]:
@@ -885,13 +914,13 @@ async def test_concurrent_requests_never_overdraw_the_wallet(run: int) -> None:
         pv.set_price("glm-4.5", input_per_1m_tokens=2_000, output_per_1m_tokens=8_000)
         pv.set_price("flux-schnell", per_image=0.05)
         await pv.set_wallet(150)
-        lowest, most_held = [pv.wallet], [0]
+        lowest, most_held = [(await pv.wallet())], [0]
         finished = asyncio.Event()
 
         async def watch() -> None:
             while not finished.is_set():
-                lowest.append(min(pv.wallet, pv.wallet - pv.account.held_cents))
-                most_held.append(pv.account.held_cents)
+                lowest.append(min((await pv.wallet()), (await pv.wallet()) - (await pv.money()).held_cents))
+                most_held.append((await pv.money()).held_cents)
                 await asyncio.sleep(0)
 
         watcher = asyncio.ensure_future(watch())
@@ -910,8 +939,8 @@ async def test_concurrent_requests_never_overdraw_the_wallet(run: int) -> None:
         total = sum(body["final_charge_cents"] for body in charged)
         assert min(lowest) >= 0
         assert max(most_held) > 10  # holds of several requests were open at once (a hold is 5-7 cents)
-        assert pv.wallet == 150 - total >= 0
-        assert pv.state.keys[KEY].spent_cents == total
-        assert pv.account.held_cents == pv.state.keys[KEY].held_cents == 0
+        assert (await pv.wallet()) == 150 - total >= 0
+        assert (await pv.money(KEY)).key_spent_cents == total
+        assert (await pv.money()).held_cents == (await pv.money(KEY)).key_held_cents == 0
         metered_cents = sum(body["metered_final_charge_usd"] for body in charged) * 100
         assert 0 <= metered_cents - total < 1
