@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -25,6 +26,7 @@ from jsonschema import Draft202012Validator
 from PIL import Image
 
 from mockserver.app import create_app
+from mockserver.core import media
 from mockserver.core.jobs import FAIL_MARKER
 from mockserver.mock import MOCK, Mock
 from mockserver.resources import fixtures_dir, spec_path
@@ -190,6 +192,27 @@ async def test_image_run_processes_then_succeeds_with_real_files(client: Client)
 
     # Polling again gives the same generation and the same files.
     assert (await client.poll(created["id"]))[1] == done
+
+
+async def test_outputs_are_drawn_once_however_many_download_them(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draws: list[str] = []
+    render = media.render_image
+
+    def counted(prompt: str, seed: int, width: int = 512, height: int = 512) -> bytes:
+        draws.append(prompt)
+        return render(prompt, seed, width, height)
+
+    monkeypatch.setattr(media, "render_image", counted)
+    done = await client.finished((await client.run())["id"])
+    assert draws == []  # finishing the job draws nothing
+    # The output and its thumbnail (drawn from the output), downloaded concurrently, several times.
+    downloads = await asyncio.gather(*(client.download(done[name]) for name in ["output", "thumbnail"] * 4))
+    assert draws == [PROMPT]
+    assert len({data for _, data in downloads[::2]}) == len({data for _, data in downloads[1::2]}) == 1
+    assert (await client.download(done["output"]))[1] == downloads[0][1]
+    assert draws == [PROMPT]
 
 
 async def test_video_run_gives_an_mp4_and_a_jpeg_thumbnail(client: Client) -> None:
