@@ -14,11 +14,11 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
-from mockserver.core.store import Account, ApiKey, ProviderState
 from openai.types.chat import ChatCompletionMessageParam
 
 from mockserver.app import create_app
 from mockserver.core.jobs import FAIL_MARKER
+from mockserver.core.store import Account, ApiKey, ProviderState
 from mockserver.mock import MOCK, Mock
 from mockserver.settings import Settings
 
