@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from mockserver.control.base import ControlError, ControlHandler, json_reply, mock_of
+from mockserver.core.webhooks import public
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
     """``GET /_mock/webhooks?provider=``: webhook deliveries and their attempts, oldest first."""
-    deliveries = mock_of(request).services.webhooks.deliveries(request.query.get("provider"))
-    return json_reply({"deliveries": [d.public() for d in deliveries]})
+    deliveries = await mock_of(request).services.webhooks.deliveries(request.query.get("provider"))
+    return json_reply({"deliveries": [public(d) for d in deliveries]})
 
 
 async def webhook_secrets(request: web.Request) -> web.Response:
@@ -21,9 +22,10 @@ async def webhook_secrets(request: web.Request) -> web.Response:
     for provider_id, service in mock.providers.items():
         if not service.spec.webhooks:
             continue
-        state = mock.services.store[provider_id]
-        primary[provider_id] = mock.services.webhooks.secret_for(provider_id, state.primary_key().key)
-        for key in state.keys.values():
+        primary[provider_id] = mock.services.webhooks.secret_for(
+            provider_id, service.provider_state.seed.keys[0].key
+        )
+        for key in await mock.state.keys(provider_id):
             secret = mock.services.webhooks.secret_for(provider_id, key.key)
             keys.append({"provider": provider_id, "key_id": key.key_id, "name": key.name, "secret": secret})
     return json_reply({"secrets": primary, "keys": keys})
@@ -31,23 +33,23 @@ async def webhook_secrets(request: web.Request) -> web.Response:
 
 async def get_webhook(request: web.Request) -> web.Response:
     """``GET /_mock/webhooks/{delivery_id}``: one delivery."""
-    delivery = mock_of(request).services.webhooks.get(request.match_info["delivery_id"])
+    delivery = await mock_of(request).services.webhooks.get(request.match_info["delivery_id"])
     if delivery is None:
         raise web.HTTPNotFound(text="no such webhook delivery")
-    return json_reply(delivery.public())
+    return json_reply(public(delivery))
 
 
 async def resend_webhook(request: web.Request) -> web.Response:
     """``POST /_mock/webhooks/{delivery_id}/resend``: a new attempt series with the same webhook-id."""
     webhooks = mock_of(request).services.webhooks
-    delivery = webhooks.get(request.match_info["delivery_id"])
+    delivery = await webhooks.get(request.match_info["delivery_id"])
     if delivery is None:
         raise web.HTTPNotFound(text="no such webhook delivery")
     if delivery.status == "pending":
         raise ControlError(409, "the delivery is still pending; advance the clock to retry it", "conflict")
-    webhooks.resend(delivery.id)
+    await webhooks.resend(delivery.id)
     await webhooks.settle()
-    return json_reply(delivery.public(), 202)
+    return json_reply(public(await webhooks.get(delivery.id) or delivery), 202)
 
 
 WEBHOOK_ROUTES: list[tuple[str, str, ControlHandler]] = [

@@ -22,6 +22,7 @@ ERROR_TYPES = {
     ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
     ErrorKind.INTERNAL: "server_error",
     ErrorKind.UPSTREAM: "server_error",
+    ErrorKind.UNAVAILABLE: "server_error",
 }
 
 
