@@ -80,7 +80,8 @@ class FileStore:
         return stored[0] if stored is not None else None
 
     async def open(self, file_id: str) -> tuple[FileRecord, bytes] | None:
-        """A file and its bytes, drawn (off the event loop) and kept on first use; None when unknown."""
+        """A file and its bytes, drawn (off the event loop) and kept on first use; None when unknown (or
+        drawn from a file that is gone)."""
         stored = await self._state.get_file(file_id)
         if stored is None:
             return None
@@ -90,8 +91,11 @@ class FileStore:
             if drawing is None:
                 drawing = self._drawing[file_id] = asyncio.ensure_future(self._draw(record))
                 drawing.add_done_callback(lambda _: self._drawing.pop(file_id, None))
-            # Shielded: a download that is cancelled (a client gone) must not cancel the draw for others.
-            data = await asyncio.shield(drawing)
+            try:
+                # Shielded: a download that is cancelled (a client gone) must not cancel the draw for others.
+                data = await asyncio.shield(drawing)
+            except LookupError:
+                return None  # drawn from a file that is gone meanwhile (its retention): unknown now too
         return record, data
 
     async def _draw(self, record: FileRecord) -> bytes:

@@ -120,6 +120,9 @@ async def test_a_recipe_is_drawn_on_first_open_and_kept() -> None:
     assert await state.get_file(stored.id) == (stored, opened[1])
     with pytest.raises(LookupError):
         await store.put_recipe({"render": "nothing"}, PNG, "b.png")
+    # Drawn from a file that is gone: unknown too (a 404 when downloaded), not an error.
+    orphan = await store.put_recipe({"render": "thumbnail", "source": "0" * 24}, JPEG, "c.jpg")
+    assert await store.open(orphan.id) is None
 
 
 # -- served over HTTP -------------------------------------------------------------------------------
