@@ -27,6 +27,7 @@ from mockserver.core.media import JPEG, MP4, PNG, Recipe
 from mockserver.core.ratelimit import RateState
 from mockserver.errors import ApiError, ErrorKind
 from mockserver.mock import Mock
+from mockserver.providers.artificialstudio import Generation
 from mockserver.state.api import Admission
 from mockserver.state.records import FileRecord
 
@@ -1391,13 +1392,25 @@ def _exponent_integer_crashes(mock: Mock) -> None:
     service.handlers["createQuote"] = handler
 
 
-def _replacement_character_never_renders(call: Call, body: Json) -> None:
-    generation = call.state.table("generations").get(call.input.path["id"])
-    if generation is not None and "\ufffd" in generation.prompt and body.get("status") == "success":
-        # The renderer chokes on the character and the job is left as it was.
-        body["status"] = "processing"
-        for name in ("output", "thumbnail", "type"):
-            body.pop(name, None)
+def _replacement_character_never_renders(mock: Mock) -> None:
+    service = mock.providers["artificialstudio"]
+    original = service.handlers["getGeneration"]
+
+    async def handler(call: Call) -> Reply:
+        reply = await original(call)
+        generation = await call.state.get(Generation, call.input.path["id"])
+        if not (isinstance(reply, JsonReply) and isinstance(reply.body, dict) and generation is not None):
+            return reply
+        if "\ufffd" in generation.prompt and reply.body.get("status") == "success":
+            # The renderer chokes on the character and the job is left as it was.
+            body = copy.deepcopy(reply.body)
+            body["status"] = "processing"
+            for name in ("output", "thumbnail", "type"):
+                body.pop(name, None)
+            return dataclasses.replace(reply, body=body)
+        return reply
+
+    service.handlers["getGeneration"] = handler
 
 
 EXTREMES = [
@@ -1417,7 +1430,7 @@ EXTREMES = [
         "extremes",
         ("extremes.costly",),
         "a job never ends: a generation whose prompt held a lone surrogate stays `processing`",
-        on_json("artificialstudio", "getGeneration", _replacement_character_never_renders),
+        _replacement_character_never_renders,
         checks=("extremes",),
         expect="did not reach success or failed",
         settings={"poll_timeout": 1.5},
