@@ -256,21 +256,37 @@ class WebhookDispatcher:
     # -- deliveries -------------------------------------------------------------------------------
 
     async def deliver(
-        self, url: str, payload: dict[str, Any], *, secret: str, provider: str, event: str
+        self,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        secret: str,
+        provider: str,
+        event: str,
+        once: str | None = None,
     ) -> DeliveryRecord:
-        """Schedule a delivery of ``payload`` to ``url`` now; returns it at once (status ``pending``)."""
+        """Schedule a delivery of ``payload`` to ``url`` now; returns it at once (status ``pending``).
+
+        ``once`` names what the delivery reports (a job): a delivery already made for the same name is
+        returned instead of a second one, so a job finished again (its instance died before storing it)
+        does not send its webhook again under a new ``webhook-id``."""
+        seed = self._seed
+        if once is not None:
+            name = f"{seed}:{provider}:{event}:{once}"
+            made = await self._state.get_delivery(_delivery_id(name))
+            if made is not None:
+                return made
+        else:
+            self._counter += 1
+            instance = self._state.instance
+            # Instance 0 (memory) keeps the ids a seed always gave.
+            name = f"{seed}:{self._counter}" if instance == 0 else f"{seed}:{instance}:{self._counter}"
         self._check(provider, event, payload)
-        self._counter += 1
-        instance = self._state.instance
-        # Instance 0 (memory, the first Redis instance) keeps the ids a seed always gave.
-        name = (
-            f"{self._seed}:{self._counter}" if instance == 0 else f"{self._seed}:{instance}:{self._counter}"
-        )
-        digest = hashlib.blake2b(name.encode(), digest_size=12).hexdigest()
+        digest = _delivery_id(name).removeprefix("msg_")
         rng = hashlib.blake2b(f"{self._seed}:{digest}".encode(), digest_size=6).digest()
         now = self._clock.now()
         delivery = DeliveryRecord(
-            id="msg_" + digest,
+            id=_delivery_id(name),
             provider=provider,
             event=event,
             url=url,
@@ -460,6 +476,10 @@ class WebhookDispatcher:
             error = f"{type(exc).__name__}: {exc}"
         latency = round((time.perf_counter() - started) * 1000, 3)
         return AttemptRecord(number, at, status, latency, error, response_excerpt=excerpt)
+
+
+def _delivery_id(name: str) -> str:
+    return "msg_" + hashlib.blake2b(name.encode(), digest_size=12).hexdigest()
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

@@ -174,6 +174,8 @@ class ArtificialStudio:
                 secret=services.webhooks.secret_for(self.id, key.key),
                 provider=self.id,
                 event=WEBHOOK_EVENT,
+                # One delivery per job, even when the job is finished again (an instance died mid-way).
+                once=f"{job.id}@{job.created_at!r}",
             )
 
     async def get_generation(self, call: Call) -> Reply:

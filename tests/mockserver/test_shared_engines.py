@@ -249,3 +249,16 @@ async def test_a_lazily_drawn_file_is_drawn_once(monkeypatch: pytest.MonkeyPatch
     assert opened[0][1].startswith(b"\x89PNG")
     assert opened[1] is not None
     assert opened[1][1][:2] == b"\xff\xd8"
+
+
+async def test_a_delivery_made_once_for_a_job_is_not_made_again_by_another_instance() -> None:
+    state = await shared_state()
+    first, second = dispatcher(state), dispatcher(state)
+    options: dict[str, Any] = {"secret": _secret(), "provider": "artificialstudio", "event": "e"}
+    made = await first.deliver("http://127.0.0.1:9/hook", {"n": 1}, once="job1@1.0", **options)
+    # The job is finished again elsewhere (its first instance died before storing it): same delivery.
+    again = await second.deliver("http://127.0.0.1:9/hook", {"n": 1}, once="job1@1.0", **options)
+    other = await second.deliver("http://127.0.0.1:9/hook", {"n": 1}, once="job1@2.0", **options)
+    assert again.id == made.id
+    assert other.id != made.id
+    assert [d.id for d in await state.deliveries()] == [made.id, other.id]
