@@ -301,7 +301,7 @@ def _accepts_empty_messages(mock: Mock) -> None:
     service = mock.providers["studioaicore"]
     original = service._behave
 
-    async def behave(request: web.Request, plan: Any, params: Any, key: Any, state: Any, fault: Any) -> Reply:
+    async def behave(request: web.Request, plan: Any, params: Any, key: Any, fault: Any) -> Reply:
         if plan.operation.operation_id == "createChat":
             try:
                 body = json.loads(await request.read())
@@ -320,7 +320,7 @@ def _accepts_empty_messages(mock: Mock) -> None:
                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                     }
                 )
-        return await original(request, plan, params, key, state, fault)
+        return await original(request, plan, params, key, fault)
 
     service._behave = behave  # type: ignore[method-assign]
 
