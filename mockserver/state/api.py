@@ -92,7 +92,10 @@ class State(abc.ABC):
     @abc.abstractmethod
     async def reset(self) -> None:
         """Back to the seed for every instance: keys, wallets, resources, jobs, deliveries, journal,
-        faults, windows and the clock offset (notice ``reset``)."""
+        faults, windows and the clock offset (notice ``reset``). The caller resets its own local parts
+        at once (``Mock.reset``) and clears ``changed("reset")`` right after this returns: a backend must
+        not raise the notice on the calling instance later than that (its watcher would reset the id
+        counters a second time, after new requests)."""
 
     @abc.abstractmethod
     async def health(self) -> dict[str, Any]:
