@@ -22,7 +22,9 @@ MEMORY_READY = importlib.util.find_spec("mockserver.state.memory") is not None
 BACKENDS = [
     pytest.param(
         "memory",
-        marks=pytest.mark.skipif(not MEMORY_READY, reason="the memory backend (state/memory.py) is not here yet"),
+        marks=pytest.mark.skipif(
+            not MEMORY_READY, reason="the memory backend (state/memory.py) is not here yet"
+        ),
     ),
     "redis",
 ]

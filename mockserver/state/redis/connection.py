@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,10 +20,12 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mockserver.errors import StateError
+
+log = logging.getLogger("mockserver.state")
 
 SOCKET_TIMEOUT = 2.0
 """Seconds one command may wait for its reply (and a connection attempt, or a free pooled connection)."""
@@ -80,6 +83,8 @@ class Conn:
     def error(self, exc: BaseException) -> StateError:
         """The ``StateError`` for a client failure (counted)."""
         self.errors += 1
+        if isinstance(exc, ResponseError):  # a script or command Redis refused: a bug, worth its words
+            log.warning("state backend Redis at %s refused a command: %s", self.name, exc)
         return StateError(f"state backend Redis at {self.name} {describe(exc)}")
 
     async def call(self, awaitable: Awaitable[Any]) -> Any:

@@ -52,6 +52,7 @@ class JournalStore:
         self._max_bytes = max_bytes
         self._buffer: list[tuple[int, int, bytes]] = []
         self._last_id = 0
+        self._generation = 0
         self._flusher: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
         self.instance = 0
@@ -91,14 +92,17 @@ class JournalStore:
             args: list[Any] = [str(self._max_entries), str(self._max_bytes)]
             for entry_id, cost, member in batch:
                 args += [str(entry_id), str(cost), member]
+            generation = self._generation
             await self._conn.call(
                 self._scripts.journal_add(keys=[self._names.journal, self._names.journal_bytes], args=args)
             )
-            del self._buffer[: len(batch)]
+            if generation == self._generation:  # else a reset dropped the buffer meanwhile
+                del self._buffer[: len(batch)]
 
     def drop_buffer(self) -> None:
-        """Forget unwritten rows (a reset)."""
+        """Forget unwritten rows (a reset: they belong to the journal it cleared)."""
         self._buffer.clear()
+        self._generation += 1
 
     async def close(self) -> None:
         """Write what is buffered and stop flushing."""

@@ -178,7 +178,8 @@ PUT = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 if ARGV[6] ~= '' then redis.call('SADD', KEYS[3], ARGV[6]) end
-if ARGV[9] == '1' then redis.call('SET', ARGV[7] .. ARGV[1], ARGV[8]) end
+local blobs = ARGV[7] or ''
+if ARGV[9] == '1' then redis.call('SET', blobs .. ARGV[1], ARGV[8]) end
 local due = ARGV[10] or ''
 if due ~= '' then
   if ARGV[12] == '' then redis.call('ZREM', due, ARGV[11] .. ARGV[1])
@@ -195,7 +196,7 @@ for _, id in ipairs(gone) do
   -- An unfinished job keeps its record until it finishes (its holds get settled), unseen by lookups.
   if due == '' or not redis.call('ZSCORE', due, ARGV[11] .. id) then
     redis.call('HDEL', KEYS[1], id)
-    if ARGV[7] ~= '' then redis.call('DEL', ARGV[7] .. id) end
+    if blobs ~= '' then redis.call('DEL', blobs .. id) end
   end
 end
 if due ~= '' then redis.call('PUBLISH', ARGV[13], 'jobs') end

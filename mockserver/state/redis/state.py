@@ -74,7 +74,7 @@ class RedisState(State):
         """``StateError``s met since start."""
         return self._conn.errors
 
-    # -- lifecycle -----------------------------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Connect, take an instance number, seed an empty prefix or join it, listen for notices."""
@@ -138,7 +138,7 @@ class RedisState(State):
         """A provider's seed."""
         return self._seeds[provider]
 
-    # -- notices and the clock --------------------------------------------------------------------------
+    # -- notices and the clock ------------------------------------------------------------------------------
 
     def _on_notice(self, topic: str, value: str) -> None:
         if topic == "keys":
@@ -146,6 +146,7 @@ class RedisState(State):
         elif topic == "clock":
             self._apply_offset(value)
         elif topic == "reset":
+            self._journal.drop_buffer()
             self._ledger.cache.clear()
             self._apply_offset("0")
 
