@@ -18,6 +18,12 @@ from typing import Generic, TypeVar
 
 from mockserver.core.clock import Clock
 
+FILES_PER_RESOURCE = 2
+"""Generated files kept per resource the cap allows (an output and its thumbnail): the files' table, one for
+every provider, holds ``FILES_PER_RESOURCE * max_resources * providers``."""
+DELIVERIES_KEPT = 1000
+"""Finished webhook deliveries kept in the delivery log (pending ones are always kept)."""
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -77,6 +83,11 @@ class ResourceTable(Generic[K, V]):
     def values(self) -> Iterator[V]:
         """Every stored resource, oldest first (those past their TTL but not yet dropped included)."""
         return (value for _, value in self._entries.values())
+
+    def live(self) -> list[V]:
+        """Every resource within its TTL, oldest first."""
+        expired_before = self._retention.clock.now() - self._retention.ttl
+        return [value for stored, value in self._entries.values() if stored > expired_before]
 
     def clear(self) -> None:
         """Forget everything."""

@@ -31,7 +31,6 @@ from typing import Any, Literal
 from mockserver.core.clock import Clock
 from mockserver.core.ratelimit import RateState
 from mockserver.state.records import (
-    R,
     AccountRecord,
     DeliveryRecord,
     FaultRecord,
@@ -39,6 +38,7 @@ from mockserver.state.records import (
     HoldRecord,
     JobRecord,
     KeyRecord,
+    R,
     Refusal,
     Resource,
     WalletView,
@@ -138,7 +138,7 @@ class State(abc.ABC):
         provider: str,
         key_id: str,
         *,
-        spend_limit_cents: int | None | Keep = KEEP,
+        spend_limit_cents: int | Keep | None = KEEP,
         revoked: bool | Keep = KEEP,
     ) -> KeyRecord | None:
         """Change a key's spend limit (None: no limit) and/or revoke it; the updated key, or None when
@@ -305,6 +305,10 @@ class State(abc.ABC):
         self, provider: str | None, limit: int, *, after: int | None = None, before: int | None = None
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Entries as dicts, oldest first, and the next page's cursor (see ``core.journal.Journal.page``)."""
+
+    @abc.abstractmethod
+    async def journal_size(self) -> tuple[int, int]:
+        """Entries kept and their approximate size in bytes (the metrics' journal gauges)."""
 
     @abc.abstractmethod
     async def add_violation(self, violation: dict[str, Any]) -> None:

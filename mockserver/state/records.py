@@ -223,4 +223,3 @@ class FileRecord(JsonRecord):
     content_type: str
     recipe: dict[str, Any] | None = None
     """``{"render": <name in core.media.RENDERS>, ...arguments}``; None when the blob was stored as bytes."""
-

@@ -100,7 +100,9 @@ def parse_seed(provider_id: str, data: Any, where: str) -> Seed:
     )
 
 
-def read_seeds(fixtures: Path, provider_ids: tuple[str, ...], fallback: Path | None = None) -> dict[str, Seed]:
+def read_seeds(
+    fixtures: Path, provider_ids: tuple[str, ...], fallback: Path | None = None
+) -> dict[str, Seed]:
     """Read and parse ``seed/<provider>.yaml`` for each provider, once; a provider ``fixtures`` has no seed
     for is read from ``fallback`` (a user's folder only needs the seeds it changes)."""
     if fallback is not None and not (fixtures / "seed").is_dir():
