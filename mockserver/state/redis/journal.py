@@ -152,6 +152,16 @@ class JournalStore:
         cursor = (selected[-1]["id"] if forward else selected[0]["id"]) if more and selected else None
         return selected, cursor
 
+    async def size(self) -> tuple[int, int]:
+        """Entries kept and their approximate size in bytes."""
+        await self.flush()
+        names = self._names
+        async with self._conn.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(names.journal)
+            pipe.get(names.journal_bytes)
+            entries, size = await self._conn.call(pipe.execute())
+        return int(entries), int(size or 0)
+
     async def add_violation(self, violation: dict[str, Any]) -> None:
         """Remember a violation (the newest ``VIOLATIONS`` are kept)."""
         async with self._conn.redis.pipeline(transaction=True) as pipe:

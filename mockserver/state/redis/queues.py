@@ -10,14 +10,12 @@ from __future__ import annotations
 import orjson
 
 from mockserver.core.clock import Clock
+from mockserver.core.retention import DELIVERIES_KEPT
 from mockserver.state.records import DeliveryRecord, JobRecord
 from mockserver.state.redis.connection import Conn
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
 from mockserver.state.redis.tables import Tables, live
-
-FINISHED_DELIVERIES_KEPT = 1000
-"""Finished deliveries kept for the log (``core.webhooks.MAX_LOGGED``); pending ones are always kept."""
 
 
 def _ms(seconds: float) -> str:
@@ -91,7 +89,8 @@ class Queues:
             for _, provider, job_id in found:
                 pipe.hget(names.jobs(provider), job_id)
             raws = await self._conn.call(pipe.execute())
-        return [JobRecord.from_json(orjson.loads(raw)) for raw in raws if raw is not None]
+        kept = [JobRecord.from_json(orjson.loads(raw)) for raw in raws if raw is not None]
+        return sorted(kept, key=lambda job: job.created_at)
 
     async def claim_due_jobs(self, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
         """Lease up to ``limit`` due, unleased jobs to this instance."""
@@ -162,7 +161,7 @@ class Queues:
                     repr(delivery.created_at),
                     "" if delivery.next_attempt_at is None else repr(delivery.next_attempt_at),
                     "0" if delivery.status == "pending" else "1",
-                    str(FINISHED_DELIVERIES_KEPT),
+                    str(DELIVERIES_KEPT),
                     names.notices,
                 ],
             )

@@ -59,7 +59,7 @@ class RedisState(State):
         self._scripts = scripts = Scripts(self._conn.redis)
         self._seed_ops = orjson.dumps(seed_ops(names, self._seeds))
         self._ledger = Ledger(self._conn, names, scripts)
-        self._tables = Tables(self._conn, names, scripts, clock, settings)
+        self._tables = Tables(self._conn, names, scripts, clock, settings, len(self._seeds))
         self._queues = Queues(self._conn, names, scripts, clock, self._tables)
         self._queues.providers = tuple(self._seeds)
         self._journal = JournalStore(
@@ -399,6 +399,10 @@ class RedisState(State):
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Entries oldest first and the next page's cursor."""
         return await self._journal.page(provider, limit, after, before)
+
+    async def journal_size(self) -> tuple[int, int]:
+        """Entries kept and their approximate size in bytes."""
+        return await self._journal.size()
 
     async def add_violation(self, violation: dict[str, Any]) -> None:
         """Remember a violation."""

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from mockserver.core.clock import Clock
+from mockserver.core.retention import FILES_PER_RESOURCE
 from mockserver.settings import Settings
 from mockserver.state.records import FileRecord, R, Resource
 from mockserver.state.redis.connection import Conn, text
@@ -28,7 +29,7 @@ class Tables:
     """What requests create (by provider and kind) and the files the mock serves."""
 
     def __init__(
-        self, conn: Conn, names: KeyNames, scripts: Scripts, clock: Clock, settings: Settings
+        self, conn: Conn, names: KeyNames, scripts: Scripts, clock: Clock, settings: Settings, providers: int
     ) -> None:
         self._conn = conn
         self._names = names
@@ -36,6 +37,8 @@ class Tables:
         self._clock = clock
         self.ttl = settings.resource_ttl
         self.cap = settings.max_resources
+        self.files_cap = FILES_PER_RESOURCE * settings.max_resources * max(1, providers)
+        """The files' one table, as memory caps it (an output and a thumbnail per resource, all providers)."""
 
     def window(self) -> tuple[float, str, str, str]:
         """Now, and the put script's now, expired-by and cap arguments."""
@@ -106,7 +109,7 @@ class Tables:
     async def put_file(self, record: FileRecord, data: bytes | None) -> None:
         """Store a file record and, when given, its bytes (bounded as resources are)."""
         names = self._names
-        _, now, expired_by, cap = self.window()
+        _, now, expired_by, _ = self.window()
         await self._conn.call(
             self._scripts.put(
                 keys=[names.files, names.files_time, names.kinds],
@@ -115,7 +118,7 @@ class Tables:
                     orjson.dumps(record.to_json()),
                     now,
                     expired_by,
-                    cap,
+                    str(self.files_cap),
                     "",
                     names.blob_prefix(),
                     b"" if data is None else data,
