@@ -523,6 +523,19 @@ async def test_reset_is_for_every_instance(pair: tuple[State, State]) -> None:
         assert [k.key for k in await state.keys(PROVIDER)] == [RICH, LIMITED, POOR]
 
 
+async def test_what_follows_a_reset_is_kept(pair: tuple[State, State]) -> None:
+    """A request journaled and a clock advanced just after a reset stay, once every instance has heard of
+    the reset (its notice reaches the instance that made it too)."""
+    a, b = pair
+    await a.reset()
+    a.record((a.clock.now(), PROVIDER, "GET", "/after-reset", "op", 200, 1.0))
+    await a.advance_clock(100)
+    await asyncio.sleep(0.3)  # the reset's notice arrives meanwhile (not a pace: anything later is fine)
+    assert a.clock.offset == pytest.approx(100)
+    await eventually(lambda: b.clock.offset == pytest.approx(100), "the other instance missed the advance")
+    assert [e["path"] for e in (await a.journal_page(None, 10))[0]] == ["/after-reset"]
+
+
 async def test_prefixes_are_isolated(make_state: StateMaker, backend: str) -> None:
     if backend == "memory":
         pytest.skip("prefixes are the Redis backend's")

@@ -301,13 +301,14 @@ return bytes
 """
 
 SEED = """
--- KEYS: seeded; ARGV: mode (join/reset), key pattern, ops JSON, channel, then the keys a reset keeps.
+-- KEYS: seeded; ARGV: mode (join/reset), key pattern, ops JSON, channel, notice, then the keys a reset
+-- keeps.
 -- Join: seed only an empty prefix. Reset: delete every key of the prefix (but the kept ones), then seed.
 -- One script, so no instance ever sees a half-seeded or half-deleted prefix.
 if ARGV[1] == 'join' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[1] == 'reset' then
   local keep = {}
-  for i = 5, #ARGV do keep[ARGV[i]] = true end
+  for i = 6, #ARGV do keep[ARGV[i]] = true end
   local cursor = '0'
   repeat
     local page = redis.call('SCAN', cursor, 'MATCH', ARGV[2], 'COUNT', 1000)
@@ -319,7 +320,7 @@ if ARGV[1] == 'reset' then
 end
 for _, op in ipairs(cjson.decode(ARGV[3])) do redis.call(unpack(op)) end
 redis.call('SET', KEYS[1], '1')
-if ARGV[1] == 'reset' then redis.call('PUBLISH', ARGV[4], 'reset') end
+if ARGV[1] == 'reset' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 """
 

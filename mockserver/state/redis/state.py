@@ -103,7 +103,15 @@ class RedisState(State):
         await self._conn.call(
             self._scripts.seed(
                 keys=[names.seeded],
-                args=[mode, names.pattern, self._seed_ops, names.notices, names.instance, names.secret],
+                args=[
+                    mode,
+                    names.pattern,
+                    self._seed_ops,
+                    names.notices,
+                    f"reset:{self.instance}",
+                    names.instance,
+                    names.secret,
+                ],
             )
         )
 
@@ -113,7 +121,7 @@ class RedisState(State):
             await self._journal.flush()  # this instance's rows belong before the reset
         self._journal.drop_buffer()
         await self._seed("reset")
-        self._on_notice("reset", "")
+        self._reset_locally()
 
     async def health(self) -> dict[str, Any]:
         """``ok`` when Redis answers a PING within the timeout, ``down`` otherwise."""
@@ -144,25 +152,33 @@ class RedisState(State):
         if topic == "keys":
             self._ledger.cache.clear()
         elif topic == "clock":
-            self._apply_offset(value)
-        elif topic == "reset":
-            self._journal.drop_buffer()
-            self._ledger.cache.clear()
-            self._apply_offset("0")
+            self._apply_offset(value.encode())
+        elif topic == "reset" and value != str(self.instance):  # this instance's own: done already
+            self._reset_locally()
+
+    def _reset_locally(self) -> None:
+        """What this instance keeps of the shared state, back to the seed's (after any instance's reset)."""
+        self._journal.drop_buffer()
+        self._ledger.cache.clear()
+        self._apply_offset(b"0", backwards=True)
 
     async def _resync(self) -> None:
         """Re-read what notices keep up to date (after a lost subscription)."""
         self._ledger.cache.clear()
-        self._apply_offset(await self._conn.call(self._conn.redis.get(self._names.clock)) or b"0")
+        raw = await self._conn.call(self._conn.redis.get(self._names.clock))
+        self._apply_offset(raw or b"0", backwards=True)
 
-    def _apply_offset(self, raw: bytes | str) -> None:
+    def _apply_offset(self, raw: bytes | str, *, backwards: bool = False) -> None:
+        """Take the shared offset. It only grows between resets, so a smaller one is a stale reply or
+        notice (concurrent calls) and is ignored, unless ``backwards`` (a reset, or a fresh read)."""
         if raw == self._offset_raw:
             return
-        self._offset_raw = raw
         offset, current = float(raw), self.clock.offset
         if offset > current:
+            self._offset_raw = raw
             self.clock.advance(offset - current)
-        elif offset < current:  # a reset: back to real time, then to the shared offset
+        elif offset < current and backwards:
+            self._offset_raw = raw
             self.clock.reset()
             if offset > 0:
                 self.clock.advance(offset)
