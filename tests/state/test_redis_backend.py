@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import PROVIDER, seeds
+from redis import Redis as SyncRedis
 from redis_fixture import RedisServer
 
 from mockserver.core.clock import Clock
@@ -83,6 +84,33 @@ async def test_the_first_instance_seeds_and_the_others_join(
     late = await open_state(redis_server.url, redis_prefix)  # joins: nothing is seeded again
     assert (await late.wallet(PROVIDER, "acc_rich", None)).wallet_cents == 7
     assert len(await late.keys(PROVIDER)) == len(seeds()[PROVIDER].keys)
+
+
+async def test_reset_notices(redis_server: RedisServer, redis_prefix: str, open_state: Opener) -> None:
+    """Another instance's reset sets ``changed("reset")`` (its owner then resets its local parts); an
+    instance's own does not (it reset itself already); one made while the subscription was lost is found
+    when it comes back."""
+    a = await open_state(redis_server.url, redis_prefix)
+    b = await open_state(redis_server.url, redis_prefix)
+    a.changed("reset").clear()
+    b.changed("reset").clear()
+    await a.reset()
+    await eventually_set(b.changed("reset"))
+    await asyncio.sleep(0.2)  # a's own notice has arrived by now (a bound, not a pace)
+    assert not a.changed("reset").is_set()
+
+    b.changed("reset").clear()
+    with SyncRedis.from_url(redis_server.url) as admin:
+        admin.client_kill_filter(_type="pubsub")  # every subscription drops: they come back in 0.5 s
+    await a.reset()  # b is not subscribed at this moment: it misses the notice
+    await eventually_set(b.changed("reset"))
+    assert not a.changed("reset").is_set()
+
+
+async def eventually_set(event: asyncio.Event) -> None:
+    """Wait for ``event`` for at most 5 s."""
+    async with asyncio.timeout(5):
+        await event.wait()
 
 
 async def test_state_survives_a_restart_of_redis(own_redis: RedisServer, open_state: Opener) -> None:

@@ -29,6 +29,7 @@ class KeyNames:
         "kinds",
         "notices",
         "pattern",
+        "resets",
         "secret",
         "seeded",
         "violations",
@@ -40,6 +41,7 @@ class KeyNames:
         self.seeded = p + "meta:seeded"
         self.instance = p + "meta:instance"
         self.secret = p + "meta:secret"
+        self.resets = p + "meta:resets"
         self.clock = p + "clock"
         self.notices = p + "notices"
         self.faults = p + "faults"

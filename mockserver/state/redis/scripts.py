@@ -302,7 +302,7 @@ return bytes
 
 SEED = """
 -- KEYS: seeded; ARGV: mode (join/reset), key pattern, ops JSON, channel, notice, then the keys a reset
--- keeps.
+-- keeps (the first: the reset count).
 -- Join: seed only an empty prefix. Reset: delete every key of the prefix (but the kept ones), then seed.
 -- One script, so no instance ever sees a half-seeded or half-deleted prefix.
 if ARGV[1] == 'join' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -320,7 +320,12 @@ if ARGV[1] == 'reset' then
 end
 for _, op in ipairs(cjson.decode(ARGV[3])) do redis.call(unpack(op)) end
 redis.call('SET', KEYS[1], '1')
-if ARGV[1] == 'reset' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if ARGV[1] == 'reset' then
+  -- The reset count is kept: an instance that missed the notice (a lost connection) finds it changed.
+  local count = redis.call('INCR', ARGV[6])
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ':' .. count)
+  return count
+end
 return 1
 """
 

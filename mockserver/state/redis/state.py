@@ -67,6 +67,8 @@ class RedisState(State):
         )
         self._notices = Notices(self._conn.redis, names.notices, self._on_notice, self._resync)
         self._offset_raw: bytes | str = b"0"
+        self._resets: bytes | None = None
+        """The prefix's reset count last seen (None before ``open``)."""
         self._fault_prefix = names.fault_prefix()
 
     @property
@@ -98,20 +100,23 @@ class RedisState(State):
         await self._notices.stop()
         await self._conn.close()
 
-    async def _seed(self, mode: str) -> None:
+    async def _seed(self, mode: str) -> int:
         names = self._names
-        await self._conn.call(
-            self._scripts.seed(
-                keys=[names.seeded],
-                args=[
-                    mode,
-                    names.pattern,
-                    self._seed_ops,
-                    names.notices,
-                    f"reset:{self.instance}",
-                    names.instance,
-                    names.secret,
-                ],
+        return int(
+            await self._conn.call(
+                self._scripts.seed(
+                    keys=[names.seeded],
+                    args=[
+                        mode,
+                        names.pattern,
+                        self._seed_ops,
+                        names.notices,
+                        f"reset:{self.instance}",
+                        names.resets,
+                        names.instance,
+                        names.secret,
+                    ],
+                )
             )
         )
 
@@ -120,7 +125,7 @@ class RedisState(State):
         with contextlib.suppress(StateError):
             await self._journal.flush()  # this instance's rows belong before the reset
         self._journal.drop_buffer()
-        await self._seed("reset")
+        self._resets = str(await self._seed("reset")).encode()
         self._reset_locally()
 
     async def health(self) -> dict[str, Any]:
@@ -148,13 +153,19 @@ class RedisState(State):
 
     # -- notices and the clock ------------------------------------------------------------------------------
 
-    def _on_notice(self, topic: str, value: str) -> None:
+    def _on_notice(self, topic: str, value: str) -> bool:
+        """Keep this instance's parts up to date; False for a notice its waiters must not see."""
         if topic == "keys":
             self._ledger.cache.clear()
         elif topic == "clock":
             self._apply_offset(value.encode())
-        elif topic == "reset" and value != str(self.instance):  # this instance's own: done already
+        elif topic == "reset":
+            instance, _, count = value.partition(":")
+            self._resets = count.encode()
+            if instance == str(self.instance):
+                return False  # its own reset: it reset itself (and its owner) already
             self._reset_locally()
+        return True
 
     def _reset_locally(self) -> None:
         """What this instance keeps of the shared state, back to the seed's (after any instance's reset)."""
@@ -163,9 +174,16 @@ class RedisState(State):
         self._apply_offset(b"0", backwards=True)
 
     async def _resync(self) -> None:
-        """Re-read what notices keep up to date (after a lost subscription)."""
+        """Re-read what notices keep up to date (at open, and after a lost subscription: a reset made
+        meanwhile is found by its count and handled as its notice would have been)."""
         self._ledger.cache.clear()
-        raw = await self._conn.call(self._conn.redis.get(self._names.clock))
+        names = self._names
+        raw, resets = await self._conn.call(self._conn.redis.mget([names.clock, names.resets]))
+        resets = resets or b"0"
+        if self._resets is not None and resets != self._resets:
+            self._reset_locally()
+            self._notices.events["reset"].set()
+        self._resets = resets
         self._apply_offset(raw or b"0", backwards=True)
 
     def _apply_offset(self, raw: bytes | str, *, backwards: bool = False) -> None:
