@@ -47,7 +47,7 @@ def banner(settings: Settings, mock_keys: dict[str, str], generated_token: str |
 
 def api_keys(mock: Mock) -> list[str]:
     """Every API key the mock was seeded with (their styles are redacted from the logs)."""
-    return [key for pid in mock.providers for key in mock.services.store[pid].keys]
+    return [key.key for pid in mock.providers for key in mock.state.seed(pid).keys]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The control token is a secret like the keys: no log line ever shows it.
         secrets = [*api_keys(mock), *([settings.control_token] if settings.control_token else [])]
         configure_logging(Redactor(secrets))
-        keys = {pid: mock.services.store[pid].primary_key().key for pid in mock.providers}
+        keys = {pid: mock.state.seed(pid).keys[0].key for pid in mock.providers}
         app = create_app(settings, mock)
         # What start-up built (compiled specs, seed state, the app) lives as long as the process: frozen,
         # the garbage collector stops walking it on every collection (2-3% of a request's instructions).

@@ -47,9 +47,15 @@ def create_app(settings: Settings, mock: Mock | None = None) -> web.Application:
         app.router.add_get("/", to_dashboard)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await mock.start()
-        yield
-        await mock.stop()
+        await mock.open()  # the state: connect, then seed it or join it
+        try:
+            await mock.start()
+            try:
+                yield
+            finally:
+                await mock.stop()
+        finally:
+            await mock.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

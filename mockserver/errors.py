@@ -7,7 +7,8 @@ Internal exceptions share one root::
     ├── FixtureError     the seed fixtures are missing or malformed (raised at start or on reset)
     ├── ClientGone       the client closed the connection before its request was read (not an error)
     ├── ConfigError      settings the mock refuses to serve (off loopback: seed secrets, or no control token)
-    ├── StateError       the state backend failed (counted by the metrics; a request meeting it gets a 500)
+    ├── StateError       the state backend failed (counted by the metrics; a request meeting it gets the
+    │                    provider's 503: ``ErrorKind.UNAVAILABLE``)
     └── ApiError         an HTTP-facing error; pure data (status, kind, message, code, details), rendered
                          into the provider's own envelope at one boundary (``core.pipeline``)
 
@@ -63,6 +64,8 @@ class ErrorKind(enum.Enum):
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
     UPSTREAM = "upstream"
+    UNAVAILABLE = "unavailable"
+    """The mock's state backend cannot be reached (a 503 the client may retry), never the client's fault."""
 
 
 class ApiError(MockError):
@@ -103,6 +106,16 @@ def unauthorized(message: str = "Invalid or missing API key.") -> ApiError:
 def forbidden(message: str, *, code: str | None = None) -> ApiError:
     """A 403 for a known credential that may not do this."""
     return ApiError(403, ErrorKind.FORBIDDEN, message, code=code)
+
+
+def unavailable() -> ApiError:
+    """The 503 a request gets when the state backend fails (``StateError``): retry shortly."""
+    return ApiError(
+        503,
+        ErrorKind.UNAVAILABLE,
+        "The service is temporarily unavailable. Please retry shortly.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def not_found(message: str, *, code: str | None = None, **details: Any) -> ApiError:

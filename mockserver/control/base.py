@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from mockserver.control.access import ACCESS, Refusal
+from mockserver.errors import StateError
 from mockserver.mock import Mock
+
+log = logging.getLogger("mockserver")
 
 ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MOCK = web.AppKey("control_mock", Mock)
@@ -92,7 +96,8 @@ def guarded(handler: ControlHandler, *, public: bool = False) -> ControlHandler:
     """``handler`` behind the control API's access check (``access.ControlAccess``), with its
     ``ControlError``s and HTTP errors answered as JSON (a wrapper, not a middleware: any middleware would
     also wrap every provider request). Every control route, the 404/405 fallback included, is one; a
-    ``public`` one (the dashboard's static files) skips only the token."""
+    ``public`` one (the dashboard's static files) skips only the token. A failing state backend
+    (``StateError``) is a JSON 503."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
@@ -103,6 +108,13 @@ def guarded(handler: ControlHandler, *, public: bool = False) -> ControlHandler:
             return await handler(request)
         except ControlError as exc:
             return _error_response(exc)
+        except StateError as exc:
+            # The state backend failed: a 503 to retry, one log line, no traceback.
+            request.app[MOCK].services.state.errors += 1
+            log.warning("control %s %s: the state backend failed: %s", request.method, request.path, exc)
+            return _error_response(
+                ControlError(503, f"the state backend is unavailable: {exc}", "unavailable")
+            )
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

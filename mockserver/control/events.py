@@ -5,7 +5,7 @@
 * ``GET /_mock/requests/{entry_id}``: a recent request and its response, bodies included (captured while a
   client listens to ``/events``; credentials redacted).
 * ``GET /_mock/resources?provider=``: jobs (generations, videos...) with their state and progress, and how
-  many objects of each kind each provider's store holds.
+  many objects of each kind each provider's state holds.
 """
 
 from __future__ import annotations
@@ -89,17 +89,16 @@ async def resources(request: web.Request) -> web.Response:
     if provider is not None and provider not in mock.providers:
         raise ControlError(400, f"unknown provider {provider!r}")
     served = [provider] if provider else list(mock.providers)
-    stores = {pid: mock.services.store[pid] for pid in served}
-    counts = {pid: {kind: len(table) for kind, table in s.resources.items()} for pid, s in stores.items()}
-    jobs = [_job_view(mock, job) for job in mock.services.jobs.jobs() if job.provider in stores]
+    kept = await mock.state.counts()
+    counts = {pid: kept.get(pid, {}) for pid in served}
+    jobs = [_job_view(mock, job) for job in mock.services.jobs.jobs() if job.provider in counts]
     return json_reply({"jobs": jobs, "counts": counts})
 
 
 def _job_view(mock: Mock, job: Job) -> dict[str, object]:
     view = mock.services.jobs.view(job)
-    state = mock.services.store[job.provider]
-    # The kind is the store table holding an object with the job's id (generations, videos...), if any.
-    kind = next((k for k, table in state.resources.items() if job.id in table), "job")
+    # The kind of resource the job makes (generations, videos...), as its provider noted it in its data.
+    kind = job.data.get("kind", "job")
     return {
         "provider": job.provider,
         "id": job.id,

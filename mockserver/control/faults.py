@@ -16,6 +16,7 @@ from mockserver.control.base import (
     optional_text,
     read_body,
 )
+from mockserver.state.records import FaultRecord
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -54,16 +55,19 @@ async def add_fault(request: web.Request) -> web.Response:
     cut = number(data, "cut_after_events", integer=True) if "cut_after_events" in data else None
     if status is None and not latency and cut is None:
         raise ControlError(400, "a fault needs 'status', 'latency_ms' or 'cut_after_events'")
-    fault = mock.faults.add(
-        provider=provider,
-        operation_id=optional_text(data, "operation_id"),
-        remaining=count,
-        status=status,
-        message=optional_text(data, "message"),
-        body=data.get("body"),
-        headers=_fault_headers(data.get("headers")),
-        latency_ms=float(latency),
-        cut_after_events=cut,
+    fault = await mock.state.add_fault(
+        FaultRecord(
+            id=0,
+            provider=provider,
+            operation_id=optional_text(data, "operation_id"),
+            remaining=count,
+            status=status,
+            message=optional_text(data, "message"),
+            body=data.get("body"),
+            headers=_fault_headers(data.get("headers")),
+            latency_ms=float(latency),
+            cut_after_events=cut,
+        )
     )
     return json_reply({"id": fault.id}, 201)
 
@@ -82,12 +86,12 @@ def _fault_headers(value: Any) -> dict[str, str]:
 
 async def list_faults(request: web.Request) -> web.Response:
     """``GET /_mock/faults``: the active faults."""
-    return json_reply({"faults": mock_of(request).faults.list()})
+    return json_reply({"faults": [fault.to_json() for fault in await mock_of(request).state.faults()]})
 
 
 async def clear_faults(request: web.Request) -> web.Response:
     """``DELETE /_mock/faults``: remove every fault."""
-    mock_of(request).faults.clear()
+    await mock_of(request).state.clear_faults()
     return json_reply({"faults": []})
 
 

@@ -12,7 +12,9 @@ from mockserver.core.health import check_all
 async def metrics(request: web.Request) -> web.Response:
     """``GET /_mock/metrics``: Prometheus' text format (OpenMetrics if the scraper asks for it)."""
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    response = web.Response(body=encode(mock_of(request).metrics))
+    mock = mock_of(request)
+    await mock.collector.refresh()
+    response = web.Response(body=encode(mock.metrics))
     # Set whole: the type carries parameters (version, charset) aiohttp's content_type would not take.
     response.headers["Content-Type"] = content_type
     return response

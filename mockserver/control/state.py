@@ -27,15 +27,14 @@ async def providers(request: web.Request) -> web.Response:
     origin = request_origin(request)
     listing = []
     for provider_id, service in mock.providers.items():
-        state = mock.services.store[provider_id]
-        described = service.module.describe(state)
-        primary = state.primary_key()
+        described = service.module.describe(service.provider_state)
+        seeded = service.provider_state.seed.keys
+        primary = seeded[0]
         # The other seeded keys by name (keys created at runtime are shown once, at creation, never here):
         # clients find special-purpose accounts (a nearly empty wallet...) without knowing a provider.
         extra_keys: dict[str, str] = {}
-        for key in state.keys.values():
-            if key.seeded and key is not primary:
-                extra_keys.setdefault(key.name, key.key)
+        for key in seeded[1:]:
+            extra_keys.setdefault(key.name, key.key)
         listing.append(
             {
                 "id": provider_id,
@@ -50,8 +49,8 @@ async def providers(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    """``POST /_mock/reset``: back to the seed state."""
-    mock_of(request).reset()
+    """``POST /_mock/reset``: back to the seed state (for every instance sharing the state)."""
+    await mock_of(request).reset()
     return json_reply({"status": "reset"})
 
 
@@ -64,8 +63,9 @@ async def get_clock(request: web.Request) -> web.Response:
 async def advance_clock(request: web.Request) -> web.Response:
     """``POST /_mock/clock/advance {"seconds"}``: move time forward instantly."""
     data = await read_body(request)
-    clock = mock_of(request).services.clock
-    now = clock.advance(float(number(data, "seconds", maximum=MAX_ADVANCE_SECONDS)))
+    mock = mock_of(request)
+    clock = mock.services.clock
+    now = await mock.state.advance_clock(float(number(data, "seconds", maximum=MAX_ADVANCE_SECONDS)))
     # Let jobs due by now finish before answering, so tests see their effects at once.
     await mock_of(request).services.jobs.settle()
     # Likewise webhook attempts that became due (bounded by one attempt's timeout).
@@ -83,7 +83,7 @@ async def requests_journal(request: web.Request) -> web.Response:
     limit = _query_int(request, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
     after = _query_int(request, "after", minimum=0)
     before = _query_int(request, "before", minimum=1)
-    entries, cursor = mock_of(request).journal.page(
+    entries, cursor = await mock_of(request).state.journal_page(
         request.query.get("provider"), limit or PAGE_SIZE, after=after, before=before
     )
     following = None
@@ -106,7 +106,7 @@ def _query_int(request: web.Request, name: str, *, minimum: int, maximum: int = 
 
 async def violations(request: web.Request) -> web.Response:
     """``GET /_mock/violations``: responses the mock sent that broke its own spec (should be empty)."""
-    return json_reply({"violations": list(mock_of(request).journal.violations)})
+    return json_reply({"violations": await mock_of(request).state.violations()})
 
 
 async def get_file(request: web.Request) -> web.Response:

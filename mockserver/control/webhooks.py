@@ -21,9 +21,10 @@ async def webhook_secrets(request: web.Request) -> web.Response:
     for provider_id, service in mock.providers.items():
         if not service.spec.webhooks:
             continue
-        state = mock.services.store[provider_id]
-        primary[provider_id] = mock.services.webhooks.secret_for(provider_id, state.primary_key().key)
-        for key in state.keys.values():
+        primary[provider_id] = mock.services.webhooks.secret_for(
+            provider_id, service.provider_state.seed.keys[0].key
+        )
+        for key in await mock.state.keys(provider_id):
             secret = mock.services.webhooks.secret_for(provider_id, key.key)
             keys.append({"provider": provider_id, "key_id": key.key_id, "name": key.name, "secret": secret})
     return json_reply({"secrets": primary, "keys": keys})

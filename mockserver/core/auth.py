@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from mockserver.core.spec import Operation, SecurityScheme
-from mockserver.core.store import ApiKey, ProviderState
 from mockserver.errors import unauthorized
+from mockserver.state.api import State
+from mockserver.state.records import KeyRecord
 
 
 def read_credential(scheme: SecurityScheme, headers: Mapping[str, str]) -> str | None:
@@ -27,17 +28,17 @@ class Authenticator:
         # One entry per distinct way of carrying a key, in declaration order.
         self._schemes = tuple({(s.kind, s.header): s for s in schemes}.values())
 
-    def identify(self, headers: Mapping[str, str], state: ProviderState) -> ApiKey | None:
-        """The active key the request presents, if any (never raises)."""
+    async def identify(self, headers: Mapping[str, str], state: State, provider: str) -> KeyRecord | None:
+        """The active key the request presents, if any (raises only the state's ``StateError``)."""
         for scheme in self._schemes:
             credential = read_credential(scheme, headers)
             if credential is not None:
-                key = state.keys.get(credential)
+                key = await state.find_key(provider, credential)
                 if key is not None and not key.revoked:
                     return key
         return None
 
-    def require(self, operation: Operation, key: ApiKey | None, headers: Mapping[str, str]) -> None:
+    def require(self, operation: Operation, key: KeyRecord | None, headers: Mapping[str, str]) -> None:
         """Raise 401 when the operation needs a key and the request has no valid one."""
         if operation.public or key is not None:
             return

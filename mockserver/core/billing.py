@@ -9,17 +9,20 @@ A request reserves (``reserve``) before it runs and then either settles (``settl
 (``release``). A hold covers the most its settlement can ever take, ``ceil(metered estimate)`` cents (the
 carry is below one cent, so ``floor(estimate + carry) <= ceil(estimate)``), and is not spendable by
 other requests while it is open: concurrent requests cannot overdraw a wallet or a key's spend limit.
-Every function is synchronous, so under asyncio no other request runs between a check and its deduction.
+This module is the arithmetic; the money itself lives in the state, whose ``reserve``/``settle``/
+``release`` check and change it atomically (across every instance sharing the state). A ``HoldRecord`` is
+what a request keeps (in a job's data or a resource), so whichever instance finishes it can settle it.
 """
 
 from __future__ import annotations
 
-import enum
+import uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from mockserver.core.store import Account, ApiKey
 from mockserver.errors import ApiError, ErrorKind, invalid_request
+from mockserver.state.api import State
+from mockserver.state.records import HoldRecord, KeyRecord, WalletView
 
 MICROCENTS_PER_CENT = 1_000_000
 MAX_CHARGE_CENTS = 2**53 - 1
@@ -48,11 +51,6 @@ def settle_cents(microcents: int, carry_microcents: int) -> tuple[int, int]:
 def cents_to_usd(cents: int) -> float:
     """Whole cents as a USD number with two decimals."""
     return round(cents / 100, 2)
-
-
-def balance_of(account: Account) -> int:
-    """The wallet balance in cents (an account without a wallet has nothing to spend)."""
-    return account.wallet_cents or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,37 +95,37 @@ class Quote:
         return self.account.affordable and self.key.within_limit
 
 
-def _check_account(account: Account, hold_cents: int) -> AccountCheck:
-    balance = balance_of(account)
-    available = balance - account.held_cents
+def _check_account(view: WalletView, hold_cents: int) -> AccountCheck:
+    balance = view.wallet_cents or 0  # an account without a wallet has nothing to spend
+    available = balance - view.held_cents
     if available >= hold_cents:
         return AccountCheck(balance, available, True, None)
     reason = (
         f"Insufficient balance: {available} cents available"
-        f"{f' ({account.held_cents} held by requests in flight)' if account.held_cents else ''}, "
+        f"{f' ({view.held_cents} held by requests in flight)' if view.held_cents else ''}, "
         f"{hold_cents} cents needed."
     )
     return AccountCheck(balance, available, False, reason)
 
 
-def _check_key(key: ApiKey | None, hold_cents: int) -> KeyCheck:
+def _check_key(view: WalletView, key: KeyRecord | None, hold_cents: int) -> KeyCheck:
     if key is None:
         return KeyCheck(None, 0, None, True, None)
-    limit = key.spend_limit_cents
+    limit, spent, held = view.key_spend_limit_cents, view.key_spent_cents, view.key_held_cents
     if limit is None:
-        return KeyCheck(None, key.spent_cents, None, True, None)
-    remaining = max(0, limit - key.spent_cents - key.held_cents)
+        return KeyCheck(None, spent, None, True, None)
+    remaining = max(0, limit - spent - held)
     if hold_cents <= remaining:
-        return KeyCheck(limit, key.spent_cents, remaining, True, None)
+        return KeyCheck(limit, spent, remaining, True, None)
     reason = (
-        f"API key spend limit of {limit} cents would be exceeded: {key.spent_cents} spent, "
-        f"{key.held_cents} held, {hold_cents} more needed."
+        f"API key spend limit of {limit} cents would be exceeded: {spent} spent, "
+        f"{held} held, {hold_cents} more needed."
     )
-    return KeyCheck(limit, key.spent_cents, remaining, False, reason)
+    return KeyCheck(limit, spent, remaining, False, reason)
 
 
-def quote(account: Account, key: ApiKey | None, metered_usd: Decimal) -> Quote:
-    """Price an estimate and check it against the wallet and the key, changing nothing."""
+def _priced(metered_usd: Decimal) -> tuple[int, int]:
+    """``(micro-cents, hold cents)`` of an estimate; a 400 past ``MAX_CHARGE_CENTS``."""
     microcents = to_microcents(metered_usd)
     hold_cents = ceil_cents(microcents)
     if hold_cents > MAX_CHARGE_CENTS:
@@ -135,42 +133,28 @@ def quote(account: Account, key: ApiKey | None, metered_usd: Decimal) -> Quote:
             f"The request is too large to price: it would cost {metered_usd:.6E} USD, "
             f"more than the largest charge of {MAX_CHARGE_CENTS} cents."
         )
-    settled, _ = settle_cents(microcents, account.carry_microcents)
+    return microcents, hold_cents
+
+
+def _quote(view: WalletView, key: KeyRecord | None, metered_usd: Decimal) -> Quote:
+    microcents, hold_cents = _priced(metered_usd)
+    settled, _ = settle_cents(microcents, view.carry_microcents)
     return Quote(
         metered_usd=metered_usd,
         microcents=microcents,
         settled_cents=settled,
         hold_cents=hold_cents,
-        account=_check_account(account, hold_cents),
-        key=_check_key(key, hold_cents),
+        account=_check_account(view, hold_cents),
+        key=_check_key(view, key, hold_cents),
     )
 
 
-class HoldState(enum.Enum):
-    """Where a hold is in its life."""
-
-    OPEN = "open"
-    SETTLED = "settled"
-    RELEASED = "released"
-
-
-@dataclass(slots=True, eq=False)
-class Hold:
-    """Cents reserved on an account (and key) for one request until it settles or is released."""
-
-    account: Account
-    key: ApiKey | None
-    cents: int
-    estimated_cents: int
-    """The settled estimate when the hold was made (what the client is shown as the estimate)."""
-    metered_estimate: Decimal
-    microcents: int
-    state: HoldState = HoldState.OPEN
-
-    @property
-    def open(self) -> bool:
-        """Whether the hold still reserves its cents."""
-        return self.state is HoldState.OPEN
+async def quote(
+    state: State, provider: str, account_id: str, key: KeyRecord | None, metered_usd: Decimal
+) -> Quote:
+    """Price an estimate and check it against the wallet and the key, changing nothing."""
+    view = await state.wallet(provider, account_id, key.key_id if key is not None else None)
+    return _quote(view, key, metered_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +167,29 @@ class Charge:
     metered_final_usd: Decimal
 
 
-def reserve(account: Account, key: ApiKey | None, metered_estimate: Decimal) -> Hold:
+async def reserve(
+    state: State, provider: str, account_id: str, key: KeyRecord | None, metered_estimate: Decimal
+) -> HoldRecord:
     """Hold the estimate's cents, or raise 402 (wallet) / 403 (key spend limit) with nothing held."""
-    checked = quote(account, key, metered_estimate)
-    if not checked.account.affordable:
+    key_id = key.key_id if key is not None else None
+    microcents, hold_cents = _priced(metered_estimate)
+    # The estimate shown to the client settles with the carry as it is now (what a quote shows).
+    view = await state.wallet(provider, account_id, key_id)
+    hold = HoldRecord(
+        id=uuid.uuid4().hex,
+        provider=provider,
+        account=account_id,
+        key_id=key_id,
+        cents=hold_cents,
+        estimated_cents=settle_cents(microcents, view.carry_microcents)[0],
+        metered_estimate=str(metered_estimate),
+        microcents=microcents,
+    )
+    refusal = await state.reserve(hold)  # the check and the hold, atomically
+    if refusal is None:
+        return hold
+    checked = _quote(refusal.view, key, metered_estimate)
+    if refusal.reason == "wallet":
         raise ApiError(
             402,
             ErrorKind.PAYMENT_REQUIRED,
@@ -197,62 +200,37 @@ def reserve(account: Account, key: ApiKey | None, metered_estimate: Decimal) -> 
                 "required_cents": checked.hold_cents,
             },
         )
-    if not checked.key.within_limit:
-        raise ApiError(
-            403,
-            ErrorKind.SPEND_LIMIT,
-            checked.key.reason or "API key spend limit exceeded.",
-            details={
-                "spend_limit_cents": checked.key.spend_limit_cents,
-                "spent_cents": checked.key.spent_cents,
-                "required_cents": checked.hold_cents,
-            },
-        )
-    # The checks above and these deductions run without an await in between: no request can slip in.
-    account.held_cents += checked.hold_cents
-    if key is not None:
-        key.held_cents += checked.hold_cents
-    return Hold(
-        account=account,
-        key=key,
-        cents=checked.hold_cents,
-        estimated_cents=checked.settled_cents,
-        metered_estimate=metered_estimate,
-        microcents=checked.microcents,
+    raise ApiError(
+        403,
+        ErrorKind.SPEND_LIMIT,
+        checked.key.reason or "API key spend limit exceeded.",
+        details={
+            "spend_limit_cents": checked.key.spend_limit_cents,
+            "spent_cents": checked.key.spent_cents,
+            "required_cents": checked.hold_cents,
+        },
     )
 
 
-def _unhold(hold: Hold, state: HoldState) -> None:
-    hold.account.held_cents -= hold.cents
-    if hold.key is not None:
-        hold.key.held_cents -= hold.cents
-    hold.state = state
-
-
-def settle(hold: Hold, metered_final: Decimal) -> Charge:
-    """Charge the final metered cost (at most the estimate) with the carry and release the rest."""
-    if not hold.open:
-        raise RuntimeError(f"a {hold.state.value} hold cannot be settled")
+async def settle(state: State, hold: HoldRecord, metered_final: Decimal) -> Charge:
+    """Charge the final metered cost (at most the estimate) with the carry and release the rest;
+    ``RuntimeError`` when the hold was already settled or released (nothing is charged twice)."""
     microcents = to_microcents(metered_final)
     if microcents > hold.microcents:
         raise ValueError(
             f"the final cost {metered_final} exceeds the reserved estimate {hold.metered_estimate}"
         )
-    account = hold.account
-    settled, account.carry_microcents = settle_cents(microcents, account.carry_microcents)
-    _unhold(hold, HoldState.SETTLED)
-    account.wallet_cents = balance_of(account) - settled
-    if hold.key is not None:
-        hold.key.spent_cents += settled
+    settled = await state.settle(hold, microcents)
+    if settled is None:
+        raise RuntimeError(f"hold {hold.id} is no longer open: it cannot be settled")
     return Charge(
         estimated_cents=hold.estimated_cents,
         final_cents=settled,
-        metered_estimate_usd=hold.metered_estimate,
+        metered_estimate_usd=Decimal(hold.metered_estimate),
         metered_final_usd=metered_final,
     )
 
 
-def release(hold: Hold) -> None:
+async def release(state: State, hold: HoldRecord) -> None:
     """Give a failed request's hold back, charging nothing (a no-op once settled or released)."""
-    if hold.open:
-        _unhold(hold, HoldState.RELEASED)
+    await state.release(hold)

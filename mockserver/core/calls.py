@@ -16,32 +16,44 @@ from mockserver.core.jobs import JobEngine
 from mockserver.core.media import FileStore
 from mockserver.core.signing import SigningKeys
 from mockserver.core.spec import Operation, Spec
-from mockserver.core.store import ApiKey, ProviderState, Store
 from mockserver.core.textgen import TextGenerator
 from mockserver.core.validation import ValidRequest
 from mockserver.core.webhooks import WebhookDispatcher
 from mockserver.errors import ApiError
 from mockserver.settings import Settings
+from mockserver.state.api import ProviderState, State
+from mockserver.state.records import KeyRecord
 
 
 class IdFactory:
     """Fresh ids, deterministic under a seed: a stem derived from the seed, then a hex counter.
 
-    Unique for 2**32 ids per stem width, and cheap: a hash per id cost a tenth of a chat completion.
+    Unique for 2**32 ids per stem width, and cheap: a hash per id cost a tenth of a chat completion. The
+    stem also derives from the state's instance number (``State.instance``), so instances sharing a state
+    under one seed never hand out the same id; instance 0 (memory, or the first instance) keeps the ids a
+    single mock always gave.
     """
 
     COUNTER_DIGITS = 8
 
-    def __init__(self, text: TextGenerator) -> None:
+    def __init__(self, text: TextGenerator, instance: int = 0) -> None:
         self._text = text
         self._counter = itertools.count(1)
         self._stems: dict[int, str] = {}
+        self._instance = instance
+
+    def bind(self, instance: int) -> None:
+        """Mix the instance number the opened state assigned into every id from now on."""
+        if instance != self._instance:
+            self._instance = instance
+            self._stems.clear()
 
     def new(self, prefix: str, length: int = 24) -> str:
         """``prefix`` followed by ``length`` (9 to 64) lowercase hex characters."""
         stem = self._stems.get(length)
         if stem is None:
-            stem = self._stems[length] = self._text.short_id("ids", length=length - self.COUNTER_DIGITS)
+            parts = ("ids", self._instance) if self._instance else ("ids",)
+            stem = self._stems[length] = self._text.short_id(*parts, length=length - self.COUNTER_DIGITS)
         return f"{prefix}{stem}{next(self._counter) & 0xFFFFFFFF:08x}"
 
     def reset(self) -> None:
@@ -55,7 +67,8 @@ class Services:
 
     settings: Settings
     clock: Clock
-    store: Store
+    state: State
+    """Everything the mock remembers (``state.api``): keys, wallets, resources, jobs, the journal..."""
     text: TextGenerator
     ids: IdFactory
     jobs: JobEngine
@@ -79,7 +92,7 @@ class Call:
     request: web.Request
     operation: Operation
     input: ValidRequest
-    key: ApiKey | None
+    key: KeyRecord | None
     state: ProviderState
     services: Services
     mount: str

@@ -35,7 +35,13 @@ class Clock:
 
     def reset(self) -> None:
         """Return to real time."""
-        self._offset = 0.0
+        self.set_offset(0.0)
+
+    def set_offset(self, offset: float) -> None:
+        """Take an offset another instance set (a shared state backend's), waking every waiter."""
+        if offset == self._offset:
+            return
+        self._offset = offset
         self._changed.set()
         self._changed = asyncio.Event()
 

@@ -1,9 +1,9 @@
 """Checks of what the mock depends on, for ``GET /_mock/health``.
 
 A dependency implements ``HealthCheck``: an async ``health()`` answering at least ``{"status": ...}`` (one
-of ``STATUSES``) and what describes it (``{"backend": "memory", "status": "ok"}``). The in-memory store is
-the one dependency today; a shared state backend reports itself the same way, e.g. ``down`` when its
-server does not answer.
+of ``STATUSES``) and what describes it (``{"backend": "memory", "status": "ok"}``). The state
+(``state.api.State``) is the one dependency: memory is always ``ok``; a shared backend says ``down`` when
+its server does not answer.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Prometheus metrics of one mock, computed when scraped from counters the mock keeps anyway.
 
-The request path only adds to plain lists in the journal (``Journal.totals``); nothing here runs per
-request. Each mock gets its own ``CollectorRegistry`` (``registry``), so mocks sharing a process (tests)
-never share counts.
+The request path only adds to plain lists in the journal (``Journal.totals``: per process, as Prometheus
+scrapes each replica); nothing here runs per request. Each mock gets its own ``CollectorRegistry``
+(``registry``), so mocks sharing a process (tests) never share counts.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from mockserver.core.journal import LATENCY_BUCKETS_MS, Journal
-from mockserver.core.store import Store
 from mockserver.core.webhooks import ATTEMPT_OUTCOMES, WebhookDispatcher
+from mockserver.state.api import State
 
 UNMATCHED = "unmatched"
 """The ``operation`` label of requests that matched no operation (404, 405)."""
@@ -24,12 +24,19 @@ _BOUNDS = [str(ms / 1000) for ms in LATENCY_BUCKETS_MS] + ["+Inf"]
 
 
 class MockCollector(Collector):
-    """Yields the mock's metric families from its journal, webhook dispatcher and store."""
+    """Yields the mock's metric families from its journal, webhook dispatcher and state."""
 
-    def __init__(self, journal: Journal, webhooks: WebhookDispatcher, store: Store) -> None:
+    def __init__(self, journal: Journal, webhooks: WebhookDispatcher, state: State) -> None:
         self._journal = journal
         self._webhooks = webhooks
-        self._store = store
+        self._state = state
+        self.journal_size = (0, 0)
+        """The state journal's (entries, bytes), read by the scrape handler before it collects (reading
+        the state is a coroutine; collecting is not)."""
+
+    async def refresh(self) -> None:
+        """Read what the state knows (the journal's size) ahead of a scrape."""
+        self.journal_size = await self._state.journal_size()
 
     def collect(self) -> Iterable[Metric]:
         """Every family, read now (the scrape runs on the event loop, like the counting)."""
@@ -49,15 +56,15 @@ class MockCollector(Collector):
             attempts.add_metric([outcome], counted.get(outcome, 0))
         yield attempts
         yield CounterMetricFamily(
-            "mockserver_state_errors", "Errors raised by the state backend.", self._store.errors
+            "mockserver_state_errors", "Errors raised by the state backend.", self._state.errors
         )
         yield GaugeMetricFamily(
-            "mockserver_journal_entries", "Entries in the request journal.", len(self._journal)
+            "mockserver_journal_entries", "Entries in the request journal.", self.journal_size[0]
         )
         yield GaugeMetricFamily(
             "mockserver_journal_bytes",
             "Approximate size of the request journal's entries.",
-            self._journal.size(),
+            self.journal_size[1],
         )
 
     def _requests(self) -> Iterable[Metric]:
@@ -85,8 +92,8 @@ class MockCollector(Collector):
         yield latency
 
 
-def registry(journal: Journal, webhooks: WebhookDispatcher, store: Store) -> CollectorRegistry:
+def registry(collector: MockCollector) -> CollectorRegistry:
     """A registry of its own for one mock, holding its collector."""
     found = CollectorRegistry(auto_describe=True)
-    found.register(MockCollector(journal, webhooks, store))
+    found.register(collector)
     return found

@@ -1,9 +1,11 @@
 """The request path of one provider, as clear stages.
 
-route -> authenticate -> count rate limit -> validate request -> inject faults -> behaviour (provider
-handler) -> render (provider envelope for errors; rate-limit and CORS headers) -> validate response.
-Errors at any stage are ``ApiError`` data, turned into the provider's envelope in one place
-(``_render_error``).
+route -> authenticate (``State.find_key``) -> admit (``State.admit``: count the rate limit and take an
+injected fault, in one call) -> validate request -> inject the fault -> behaviour (provider handler) ->
+render (provider envelope for errors; rate-limit and CORS headers) -> validate response -> journal
+(``State.record``, and this process's totals). Errors at any stage are ``ApiError`` data, turned into the
+provider's envelope in one place (``_render_error``); the state failing (``StateError``) at any stage is
+the provider's 503 (``errors.unavailable``), never a 500.
 
 Routing happens in two places with one source, the spec: each operation is registered with the web
 framework's router (``ProviderService.routes``), whose dict lookup for static paths is the cheapest match
@@ -36,15 +38,16 @@ from mockserver.core.calls import (
     Services,
     dump_bytes,
 )
-from mockserver.core.faults import Fault, Faults
-from mockserver.core.journal import Journal
-from mockserver.core.ratelimit import LIMIT_HEADER, RateLimiter, RateState
+from mockserver.core.faults import fault_error
+from mockserver.core.journal import Entry, Journal, violation
+from mockserver.core.ratelimit import LIMIT_HEADER
 from mockserver.core.router import Router
 from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
-from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
-from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError, StateError
+from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError, StateError, unavailable
+from mockserver.state.api import ProviderState
+from mockserver.state.records import FaultRecord, KeyRecord
 
 log = logging.getLogger("mockserver")
 
@@ -67,9 +70,7 @@ class ProviderService:
         self,
         loaded: LoadedProvider,
         services: Services,
-        limiter: RateLimiter,
         journal: Journal,
-        faults: Faults,
         mount: str,
     ) -> None:
         self.id = loaded.module.id
@@ -79,9 +80,14 @@ class ProviderService:
         self.services = services
         self.router = Router(loaded.spec.operations)
         self.auth = Authenticator(s for op in loaded.spec.operations for s in op.security)
-        self.limiter = limiter
         self.journal = journal
-        self.faults = faults
+        self.state = services.state
+        self.provider_state = ProviderState(services.state, self.id)
+        """What handlers get as ``call.state``: made once, the seed's data at hand."""
+        self._default_limit = self.provider_state.seed.default_rate_limit or 60
+        self._unsaved: list[dict[str, Any]] = []
+        """Violations found but not yet stored in the state (``_respond`` and stream callbacks are not
+        coroutines): ``_serve`` stores them before it returns."""
         # A provider is rate limited when its spec declares the headers; no name-based switch.
         self.rate_limited = any(
             LIMIT_HEADER.lower() in response.headers
@@ -122,20 +128,13 @@ class ProviderService:
 
     # -- stages -----------------------------------------------------------------------------------
 
-    def _count(self, request: web.Request, key: ApiKey | None, state: ProviderState) -> RateState:
-        limit = self._rate_override or (key.rate_limit if key else None) or state.default_rate_limit or 60
-        # Without a valid key the client address is the bucket, as real gateways do before auth.
-        bucket = key.key_id if key else f"ip:{request.remote}"
-        return self.limiter.hit((self.id, bucket), limit)
-
     async def _behave(
         self,
         request: web.Request,
         plan: _Plan,
         path_params: Mapping[str, str] | None,
-        key: ApiKey | None,
-        state: ProviderState,
-        fault: Fault | None,
+        key: KeyRecord | None,
+        fault: FaultRecord | None,
     ) -> Reply:
         """validate (read the body, check it and the parameters) -> inject a fault -> the handler."""
         op = plan.operation
@@ -170,9 +169,9 @@ class ProviderService:
                 await asyncio.sleep(fault.latency_ms / 1000)
             if fault.status is not None and fault.body is not None:
                 return JsonReply(fault.body, fault.status, fault.headers)
-            if (error := fault.as_error()) is not None:
+            if (error := fault_error(fault)) is not None:
                 raise error
-        call = Call(request, op, valid, key, state, self.services, self.mount)
+        call = Call(request, op, valid, key, self.provider_state, self.services, self.mount)
         return await self.handlers[op.operation_id](call)
 
     def _render_error(self, error: ApiError, extra: Mapping[str, str]) -> tuple[web.Response, dict[str, Any]]:
@@ -202,7 +201,10 @@ class ProviderService:
         return None
 
     def _violation(self, op: Operation, status: int, problem: str) -> None:
-        self.journal.violation(self.id, op.operation_id, status, problem)
+        found = violation(self.id, op.operation_id, status, problem)
+        self._unsaved.append(found)
+        if self.journal.taps:
+            self.journal.publish_violation(found)
         log.warning("%s %s answered %s outside its spec: %s", self.id, op.operation_id, status, problem)
 
     # -- the request path -------------------------------------------------------------------------
@@ -220,34 +222,46 @@ class ProviderService:
         """
         started = time.perf_counter()
         headers = request.headers
-        state = self.services.store.providers[self.id]
-        key = self.auth.identify(headers, state)
-        if key is None and error is None and plan is not None:
-            try:
-                self.auth.require(plan.operation, key, headers)
-            except ApiError as exc:
-                error = exc
-        if self.rate_limited:
-            rate = self._count(request, key, state)
-            extra = rate.headers()
-            if rate.exceeded and error is None:
-                error = rate.error(self.services.clock.now())
-        else:
-            extra = {}
-        reply: Reply | None = None
+        state = self.state
+        extra: dict[str, str] = {}
         fault = None
+        try:
+            key = await self.auth.identify(headers, state, self.id)
+            if key is None and error is None and plan is not None:
+                try:
+                    self.auth.require(plan.operation, key, headers)
+                except ApiError as exc:
+                    error = exc
+            if self.rate_limited:
+                limit = self._rate_override or (key.rate_limit if key else None) or self._default_limit
+                # Without a valid key the client address is the bucket, as real gateways do before auth.
+                bucket: str | None = key.key_id if key else f"ip:{request.remote}"
+            else:
+                bucket, limit = None, 0
+            operation_id = plan.operation.operation_id if error is None and plan is not None else None
+            admission = await state.admit(self.id, operation_id, bucket, limit)
+        except StateError as exc:
+            key, error = None, self._unavailable(exc)
+        else:
+            rate = admission.rate
+            if rate is not None:
+                extra = rate.headers()
+                if rate.exceeded and error is None:
+                    error = rate.error(self.services.clock.now())
+            if error is None:
+                fault = admission.fault
+        reply: Reply | None = None
         if error is None and plan is not None:
-            fault = self.faults.take(self.id, plan.operation.operation_id)
             try:
-                reply = await self._behave(request, plan, path_params, key, state, fault)
+                reply = await self._behave(request, plan, path_params, key, fault)
             except ApiError as exc:
                 error = exc
             except ClientGone:
                 return self._gone(request, plan, started)
-            except Exception as exc:
+            except StateError as exc:
+                error = self._unavailable(exc)
+            except Exception:
                 log.exception("%s: unhandled error in %s", self.id, plan.operation.operation_id)
-                if isinstance(exc, StateError):
-                    self.services.store.errors += 1
                 error = ApiError(500, ErrorKind.INTERNAL, "The server had an error processing your request.")
         if self._cors and (origin := headers.get("Origin")):
             extra.update(cors.response_headers(self.services.settings, origin))
@@ -255,30 +269,54 @@ class ProviderService:
             response = await self._stream(request, plan, reply, extra, fault)
         else:
             response = self._respond(plan, reply, error, extra, fault)
-        self.journal.record(
+        if self._unsaved:  # a response broke the spec (rare)
+            await self._save_violations()
+        self._record(request, plan, response.status, started, response)
+        return response
+
+    def _record(
+        self,
+        request: web.Request,
+        plan: _Plan | None,
+        status: int,
+        started: float,
+        response: web.StreamResponse | None,
+    ) -> None:
+        """Journal an answered request (in the state) and count it (this process's totals)."""
+        operation_id = plan.operation.operation_id if plan is not None else None
+        latency_ms = (time.perf_counter() - started) * 1000
+        row = (
             self.services.clock.now(),
             self.id,
             request.method,
             request.path,
-            plan.operation.operation_id if plan is not None else None,
-            response.status,
-            (time.perf_counter() - started) * 1000,
+            operation_id,
+            status,
+            latency_ms,
         )
-        if self.journal.taps:  # a dashboard listens (core/feed.py); otherwise this test is all it costs
-            self.journal.publish(request, response)
-        return response
+        entry_id = self.state.record(row)
+        journal = self.journal
+        journal.count(self.id, operation_id, status, latency_ms)
+        if journal.taps and response is not None:  # a dashboard listens (core/feed.py): rare
+            journal.publish(Entry(entry_id, *row), request, response)
+
+    def _unavailable(self, exc: StateError) -> ApiError:
+        """The 503 for a request that met a failing state backend (one log line, no traceback)."""
+        self.state.errors += 1
+        log.warning("%s: the state backend failed: %s", self.id, exc)
+        return unavailable()
+
+    async def _save_violations(self) -> None:
+        unsaved, self._unsaved = self._unsaved, []
+        try:
+            for found in unsaved:
+                await self.state.add_violation(found)
+        except StateError as exc:
+            self._unavailable(exc)  # counted and logged; the response stands
 
     def _gone(self, request: web.Request, plan: _Plan, started: float) -> web.Response:
         """Journal a request whose client left mid-body; the response is never sent (nor checked)."""
-        self.journal.record(
-            self.services.clock.now(),
-            self.id,
-            request.method,
-            request.path,
-            plan.operation.operation_id,
-            CLIENT_CLOSED_REQUEST,
-            (time.perf_counter() - started) * 1000,
-        )
+        self._record(request, plan, CLIENT_CLOSED_REQUEST, started, None)
         return web.Response(status=CLIENT_CLOSED_REQUEST)
 
     async def _stream(
@@ -287,7 +325,7 @@ class ProviderService:
         plan: _Plan,
         reply: EventReply,
         extra: dict[str, str],
-        fault: Fault | None,
+        fault: FaultRecord | None,
     ) -> web.StreamResponse:
         op = plan.operation
         declared = plan.declared(200)
@@ -311,7 +349,7 @@ class ProviderService:
         reply: Reply | None,
         error: ApiError | None,
         extra: dict[str, str],
-        fault: Fault | None,
+        fault: FaultRecord | None,
     ) -> web.Response:
         """Render a plain (not streamed) reply or error, then check it against the spec."""
         if isinstance(reply, JsonReply):
@@ -335,8 +373,14 @@ class ProviderService:
             response, body = self._render_error(error, extra)
         mode = self._check_mode
         # A status forced by an injected fault is the test's choice (a 503 the spec never lists, a raw
-        # body): send it as asked instead of flagging it or swapping it for a 500.
-        if plan is not None and mode != "off" and (fault is None or fault.status is None):
+        # body): send it as asked instead of flagging it or swapping it for a 500. Likewise the 503 of a
+        # failing state backend: the mock's own outage, not a behaviour the spec describes.
+        if (
+            plan is not None
+            and mode != "off"
+            and (fault is None or fault.status is None)
+            and (error is None or error.kind is not ErrorKind.UNAVAILABLE)
+        ):
             problem = self._check_response(plan, status, body, response.headers)
             if problem is not None:
                 self._violation(plan.operation, status, problem)

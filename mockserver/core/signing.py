@@ -1,10 +1,11 @@
 """Signed, expiring URLs and webhook signing secrets, all keyed from one place: ``SigningKeys``.
 
 By default the keys derive from 32 random bytes drawn at start, so nobody can forge a storage URL or a
-webhook signature from the public seed; ``--signing-secret SECRET`` makes them stable across restarts (and,
-later, across instances sharing state). ``--signing-secret seed`` derives them from the seed as earlier
-versions did, for reproducible tests, and is refused off loopback. Different purposes never accept each
-other's signatures.
+webhook signature from the public seed; ``--signing-secret SECRET`` makes them stable across restarts.
+Instances sharing a state sign alike: at start-up each proposes its secret and takes the one the state
+keeps (``State.shared_secret``: the first instance's). ``--signing-secret seed`` derives them from the seed
+as earlier versions did, for reproducible tests, and is refused off loopback. Different purposes never
+accept each other's signatures.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 from mockserver.errors import ConfigError
 from mockserver.settings import SEED_SECRET, Settings
+from mockserver.state.api import State
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
 
@@ -77,6 +79,16 @@ class SigningKeys:
         if settings.signing_secret:
             return cls(settings.signing_secret.encode(), settings.seed)
         return cls(secrets.token_bytes(32), settings.seed)
+
+    async def share(self, state: State) -> None:
+        """Sign with the secret every instance sharing ``state`` uses (the first one's; seed-derived keys
+        are the same everywhere already)."""
+        if self._secret is None:
+            return
+        shared = bytes.fromhex(await state.shared_secret(self._secret.hex()))
+        if shared != self._secret:
+            self._secret = shared
+            self._signers.clear()
 
     @property
     def from_seed(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mockserver.core.calls import Call, EventReply, Handler, JsonReply, Reply
@@ -21,6 +22,7 @@ ERROR_TYPES = {
     ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
     ErrorKind.INTERNAL: "server_error",
     ErrorKind.UPSTREAM: "server_error",
+    ErrorKind.UNAVAILABLE: "server_error",
 }
 
 
@@ -57,6 +59,6 @@ def chat_handler(*, id_prefix: str, streaming: bool) -> Handler:
     return chat
 
 
-def describe_models(call_state_models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def describe_models(call_state_models: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """``/_mock/providers`` fields: the model ids."""
     return {"models": list(call_state_models)}

@@ -17,5 +17,6 @@ ERROR_CODES = {
     ErrorKind.RATE_LIMITED: "rate_limited",
     ErrorKind.INTERNAL: "internal_error",
     ErrorKind.UPSTREAM: "internal_error",
+    ErrorKind.UNAVAILABLE: "internal_error",
 }
 """The code per neutral kind (``Error...code`` in both specs); a provider-specific ``ApiError.code`` wins."""

@@ -22,9 +22,9 @@ from mockserver.core.media import (
     render_video,
     video_poster,
 )
-from mockserver.core.store import ProviderState
 from mockserver.errors import ApiError, not_found
 from mockserver.providers._snake_case import ERROR_CODES
+from mockserver.state.api import ProviderState
 
 log = logging.getLogger("mockserver.artificialstudio")
 

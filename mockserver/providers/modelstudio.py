@@ -7,11 +7,12 @@ from typing import Any
 
 from mockserver.core.calls import Call, Handler, JsonReply, Reply
 from mockserver.core.jobs import FAIL_MARKER, Job, JobState, TaskState
-from mockserver.core.store import ApiKey, ProviderState
 from mockserver.core.textgen import message_text
 from mockserver.core.validation import field_name
 from mockserver.errors import ApiError, forbidden, invalid_request, not_found
 from mockserver.providers._snake_case import ERROR_CODES
+from mockserver.state.api import ProviderState
+from mockserver.state.records import KeyRecord as ApiKey  # import only: state-engines moves this module
 
 JOB_STATUS = {
     JobState.QUEUED: "created",
@@ -160,7 +161,7 @@ class ModelStudio:
 
     def describe(self, state: ProviderState) -> dict[str, Any]:
         """The primary key's organization and that organization's models, for ``/_mock/providers``."""
-        organization = organization_of(state.primary_key())
+        organization = organization_of(state.seed.keys[0])
         models = [m_id for m_id, m in state.models.items() if m.get("organization") == organization]
         return {"organization_id": organization, "models": models}
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mockserver.core.calls import Handler
-from mockserver.core.store import ProviderState
 from mockserver.errors import ApiError
 from mockserver.providers import _openai_style
+from mockserver.state.api import ProviderState
 
 
 class StudioAICore:

@@ -184,8 +184,9 @@ class State(abc.ABC):
         self, provider: str, operation_id: str | None, bucket: str | None, limit: int
     ) -> Admission:
         """Count one request in ``bucket``'s one-minute window (``core.ratelimit``; not counted when
-        ``bucket`` is None or the window is full) and take the first matching fault (``operation_id``
-        None: route errors take none). Hot path: one round trip at most."""
+        ``bucket`` is None or the window is full) and, unless the window is full (the request is refused),
+        take the first matching fault (``operation_id`` None: route errors take none). Hot path: one round
+        trip at most."""
 
     @abc.abstractmethod
     async def add_fault(self, fault: FaultRecord) -> FaultRecord:

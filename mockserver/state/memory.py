@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
 from mockserver.core.clock import Clock
-from mockserver.core.journal import MAX_PATH_CHARS, TRUNCATED, VIOLATIONS
+from mockserver.core.journal import ENTRY_BYTES, MAX_PATH_CHARS, TRUNCATED, VIOLATIONS
 from mockserver.core.ratelimit import WINDOW_SECONDS, RateState
 from mockserver.core.retention import DELIVERIES_KEPT, FILES_PER_RESOURCE, ResourceTable, Retention
 from mockserver.settings import Settings
@@ -41,9 +41,6 @@ from mockserver.state.records import (
 from mockserver.state.seed import Seed
 
 MICROCENTS_PER_CENT = 1_000_000
-ENTRY_BYTES = 320
-"""What one journal entry costs besides its path (its tuple, time, status and latency, the deque's slot),
-rounded up from ``sys.getsizeof``; provider, method and operation strings are shared, not copied."""
 _NOTHING = Admission(None, None)
 """What ``admit`` answers for a request neither counted nor faulted (made once: this is the hot path)."""
 _PATH: Final = 3
@@ -314,7 +311,7 @@ class MemoryState(State):
         """Count the request in its fixed one-minute window and take the first matching fault."""
         rate = None
         if bucket is not None:
-            window = int(self.clock.now() // WINDOW_SECONDS) * WINDOW_SECONDS
+            window = int(self.clock.now() // WINDOW_SECONDS) * WINDOW_SECONDS  # window_start, inlined
             windows = self._windows
             if window != self._window:
                 # A new minute: the old windows count nothing any more. Dropping them keeps the table to
@@ -328,6 +325,8 @@ class MemoryState(State):
                 used += 1
                 windows[counted] = used
             rate = RateState(limit, limit - used if used < limit else 0, window + WINDOW_SECONDS, exceeded)
+            if exceeded:  # the request is refused: it takes no fault
+                return Admission(rate, None)
         fault = self._take(provider, operation_id) if self._faults and operation_id is not None else None
         if rate is None and fault is None:
             return _NOTHING

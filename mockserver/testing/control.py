@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import requests
 
 from mockserver.core.spec import load_document
-from mockserver.core.store import ApiKey
 from mockserver.resources import spec_path
+from mockserver.state.seed import key_id_of
 from mockserver.testing.server import ServerThread
 from mockserver.testing.webhooks import verify_signature
 
@@ -41,7 +41,7 @@ def auth_header(provider_id: str) -> tuple[str, str]:
 
 def key_id(key: str) -> str:
     """The non-secret handle (``key_...``) the control API lists a secret key under."""
-    return key if key.startswith("key_") else ApiKey(key=key, account="").key_id
+    return key if key.startswith("key_") else key_id_of(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,7 @@ class MockControl:
         return response.json()
 
     def reset(self) -> None:
-        """Back to the seed state: store, wallets, keys, clock, rate-limit counters, journal and faults."""
+        """Back to the seed: keys, wallets, resources, clock, rate-limit counters, journal and faults."""
         self.control("POST", "/reset")
 
     # clock

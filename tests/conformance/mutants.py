@@ -24,9 +24,13 @@ from aiohttp import web
 from mockserver.core.auth import read_credential
 from mockserver.core.calls import BytesReply, Call, EventReply, JsonReply, Reply
 from mockserver.core.media import JPEG, MP4, PNG, StoredFile
-from mockserver.core.ratelimit import Bucket, RateState
+from mockserver.core.ratelimit import RateState
 from mockserver.errors import ApiError, ErrorKind
 from mockserver.mock import Mock
+from mockserver.state.api import Admission
+
+Bucket = tuple[str, str]
+"""Whose requests one window counts: (provider id, key id or ``ip:<address>``)."""
 
 Patch = Callable[[Mock], None]
 Json = dict[str, Any]
@@ -161,16 +165,21 @@ def on_response(provider: str, change: Callable[[web.Response, ApiError | None],
     return patch
 
 
-def on_rate(change: Callable[[Mock, str, int, RateState], RateState]) -> Patch:
+def on_rate(change: Callable[[Mock, Bucket, int, RateState], RateState]) -> Patch:
     """Report ``change(mock, bucket, limit, state)`` instead of each counted request's rate state."""
 
     def patch(mock: Mock) -> None:
-        hit = mock.limiter.hit
+        admit = mock.state.admit
 
-        def counted(bucket: Bucket, limit: int) -> RateState:
-            return change(mock, bucket, limit, hit(bucket, limit))
+        async def counted(
+            provider: str, operation_id: str | None, bucket: str | None, limit: int
+        ) -> Admission:
+            admitted = await admit(provider, operation_id, bucket, limit)
+            if admitted.rate is None or bucket is None:
+                return admitted
+            return Admission(change(mock, (provider, bucket), limit, admitted.rate), admitted.fault)
 
-        mock.limiter.hit = counted  # type: ignore[method-assign]
+        mock.state.admit = counted  # type: ignore[method-assign]
 
     return patch
 
@@ -463,7 +472,7 @@ def _wrong_key_403(mock: Mock) -> None:
 
 
 def _leaky(mock: Mock) -> None:
-    key = mock.services.store["studioaicore"].primary_key().key
+    key = mock.state.seed("studioaicore").keys[0].key
 
     def render(error: ApiError, envelope: Json) -> Json:
         # A leaky target: the key in the message, and a broken envelope so the response gets reported.

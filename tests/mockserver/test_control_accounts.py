@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from mockserver.control.accounts import key_prefix
-from mockserver.core.store import parse_seed
+from mockserver.state.records import KeyRecord
+from mockserver.state.seed import key_id_of
 
 PAHLAVAN = "pahlavan"
 ACCOUNT = "user_123"
@@ -229,8 +230,7 @@ def test_revoked_key_is_401_in_the_providers_envelope(mock: Any) -> None:
     ],
 )
 def test_key_prefix_follows_the_primary_key(primary: str, prefix: str) -> None:
-    state = parse_seed("any", {"keys": [{"key": primary, "account": "a"}]}, "test")
-    assert key_prefix(state) == prefix
+    assert key_prefix(KeyRecord(primary, "a", key_id_of(primary))) == prefix
 
 
 def test_created_keys_work_for_another_provider(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import connect_sse
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -150,21 +151,55 @@ def test_metrics_count_webhook_attempts_by_outcome(start_mock: Any) -> None:
     }
 
 
-def test_state_errors_are_counted_and_answered_as_the_providers_500(start_mock: Any) -> None:
+def test_state_errors_are_counted_and_answered_as_the_providers_503(
+    start_mock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     mock = start_mock(providers=(SPACEAI,))
 
-    async def lost_state(call: Any) -> Any:
+    async def lost_state(*_: Any, **__: Any) -> Any:
         raise StateError("the state backend stopped answering")
 
-    # What a shared state backend raises when its server is gone, met by a request.
-    mock.server.mock.providers[SPACEAI].handlers["listModels"] = lost_state
+    # What a shared state backend raises when its server is gone, met by a request: in a handler...
+    handlers = mock.server.mock.providers[SPACEAI].handlers
+    handlers["listModels"], list_models = lost_state, handlers["listModels"]
     response = mock.get(SPACEAI, "/v1/models")
-    assert response.status_code == 500
-    assert "state backend" not in response.text  # the envelope, without internals
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "state backend" not in response.text  # the provider's envelope, without internals
+    assert response.json()["error"]["type"] == "server_error"
     assert response.json()["error"]["message"]
-    assert value(mock, "mockserver_state_errors") == 1
-    requests_total = values(scrape(mock)["mockserver_requests"], "mockserver_requests_total", "status")
-    assert requests_total == {("500",): 1}
+    handlers["listModels"] = list_models
+    # ... and in the stages before it (the key lookup, admission), on a chat completion.
+    state = mock.server.mock.state
+    state.find_key = lost_state
+    response = mock.post(
+        SPACEAI,
+        "/v1/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "server_error"
+    del state.find_key
+    state.admit = lost_state
+    assert mock.get(SPACEAI, "/v1/models").status_code == 503
+    del state.admit
+    # The control API answers a failing state with a JSON 503 too.
+    state.faults = lost_state
+    failed = mock.http.get(f"{mock.base_url}/_mock/faults", timeout=10)
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "unavailable"
+    del state.faults
+    assert not [r for r in caplog.records if r.exc_info], "no traceback is logged"
+    assert mock.get(SPACEAI, "/v1/models").status_code == 200  # back as soon as the state answers
+    assert value(mock, "mockserver_state_errors") == 4
+    family = scrape(mock)["mockserver_requests"]
+    requests_total = values(family, "mockserver_requests_total", "operation", "status")
+    assert requests_total == {
+        ("listModels", "503"): 2,
+        ("createChatCompletion", "503"): 1,
+        ("listModels", "200"): 1,
+    }
+    assert mock.violations() == []  # the mock's own outage is not a spec violation
 
 
 def test_metrics_are_per_mock(start_mock: Any) -> None:
@@ -191,7 +226,7 @@ def test_health_reports_the_state_backend(start_mock: Any) -> None:
     response = mock.http.get(url, timeout=10)
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"state": {"backend": "memory", "status": "ok"}}}
-    store = mock.server.mock.services.store
+    store = mock.server.mock.services.state
 
     async def degraded() -> dict[str, Any]:
         return {"backend": "memory", "status": "degraded", "detail": "replica lagging"}

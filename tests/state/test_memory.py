@@ -347,3 +347,26 @@ async def test_reset_restores_the_seed_and_forgets_everything_else() -> None:
     assert await state.faults() == []
     assert await state.journal_page(None, 10) == ([], None)
     assert clock.offset == 0
+
+
+async def test_windows_of_past_minutes_are_dropped() -> None:
+    clock = Clock()
+    state = create_state(Settings(), SEEDS, clock)
+    for bucket in ("ip:1", "ip:2", "key_a"):
+        await state.admit("spaceai", "op", bucket, 5)
+    assert len(state._windows) == 3  # type: ignore[attr-defined]
+    clock.advance(60)
+    await state.admit("spaceai", "op", "key_a", 5)
+    assert len(state._windows) == 1  # type: ignore[attr-defined]  # only this minute's bucket is kept
+
+
+async def test_a_refused_request_takes_no_fault() -> None:
+    state = make()
+    await state.add_fault(FaultRecord(0, None, None, 1, status=500))
+    await state.admit("spaceai", "op", "key_a", 1)  # the fault goes to the first request
+    await state.add_fault(FaultRecord(0, None, None, 1, status=500))
+    refused = await state.admit("spaceai", "op", "key_a", 1)
+    assert refused.rate is not None
+    assert refused.rate.exceeded
+    assert refused.fault is None
+    assert len(await state.faults()) == 1

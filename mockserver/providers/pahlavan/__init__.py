@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from mockserver.core.calls import Call, Handler, JsonReply, Reply
-from mockserver.core.store import ProviderState
 from mockserver.errors import ApiError
 from mockserver.providers.pahlavan import envelope, videos
 from mockserver.providers.pahlavan.chat import create_chat_completion
@@ -19,6 +18,7 @@ from mockserver.providers.pahlavan.generations import create_generation
 from mockserver.providers.pahlavan.models import list_models
 from mockserver.providers.pahlavan.quotes import create_quote
 from mockserver.providers.pahlavan.storage import storage_handlers
+from mockserver.state.api import ProviderState
 
 
 async def get_health(call: Call) -> Reply:

@@ -6,9 +6,11 @@ from decimal import Decimal
 from typing import Any
 
 from mockserver.core import billing
-from mockserver.core.billing import Charge, Hold
+from mockserver.core.billing import Charge
 from mockserver.core.calls import Call
-from mockserver.core.store import Account, ApiKey
+from mockserver.state.records import AccountRecord as Account  # import only: state-engines moves this
+from mockserver.state.records import HoldRecord as Hold
+from mockserver.state.records import KeyRecord as ApiKey
 
 
 def caller(call: Call) -> tuple[Account, ApiKey]:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from mockserver.core import billing
-from mockserver.core.billing import Hold
 from mockserver.core.calls import Call, EventReply, JsonReply, Reply
 from mockserver.core.chat import DONE, ChatResult, generate_chat
 from mockserver.core.textgen import prompt_tokens
@@ -25,6 +24,7 @@ from mockserver.providers.pahlavan.models import (
     model_chain,
     token_budget,
 )
+from mockserver.state.records import HoldRecord as Hold  # import only: state-engines moves this module
 
 CHAT_ID_PREFIX = "chatcmpl-"
 

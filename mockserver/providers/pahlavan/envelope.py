@@ -25,6 +25,7 @@ CODES = {
     ErrorKind.RATE_LIMITED: "INTERNAL_ERROR",
     ErrorKind.INTERNAL: "INTERNAL_ERROR",
     ErrorKind.UPSTREAM: UPSTREAM_REQUEST_FAILED,
+    ErrorKind.UNAVAILABLE: "INTERNAL_ERROR",
 }
 """The spec's code per neutral kind (``details.code``); ``ApiError.code`` wins."""
 

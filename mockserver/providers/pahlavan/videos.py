@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from mockserver.core import billing, media
-from mockserver.core.billing import Charge, Hold
+from mockserver.core.billing import Charge
 from mockserver.core.calls import Call, JsonReply, Reply
 from mockserver.core.jobs import FAIL_MARKER, Job, JobState
 from mockserver.errors import ApiError, ErrorKind, invalid_request, not_found
@@ -18,6 +18,7 @@ from mockserver.providers.pahlavan.charges import billing_fields, caller, estima
 from mockserver.providers.pahlavan.envelope import UPSTREAM_REQUEST_FAILED, input_required, upstream_failed
 from mockserver.providers.pahlavan.models import DEFAULT_VIDEO_SECONDS, available, find_model, video_cost
 from mockserver.providers.pahlavan.outputs import Output, deliver
+from mockserver.state.records import HoldRecord as Hold  # import only: state-engines moves this module
 
 log = logging.getLogger("mockserver.pahlavan")
 
