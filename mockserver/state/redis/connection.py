@@ -1,8 +1,8 @@
-"""The Redis connection: one client with bounded timeouts, the key names under the prefix, and errors.
+"""The Redis connection: one client with bounded timeouts, and its failures as ``StateError``.
 
 Every call to Redis goes through ``Conn.call``, which turns whatever the client raises (a refused
 connection, a timeout, a script error) into ``errors.StateError`` with a short message naming the server
-without its credentials, and counts it. Timeouts are bounded (``SOCKET_TIMEOUT``), so a request never hangs
+without its credentials. Timeouts are bounded (``SOCKET_TIMEOUT``), so a request never hangs
 on a lost server; the pool reconnects on the next call once the server is back (one retry on a stale
 connection, none on a timeout: a script that may have run is never run twice).
 """
@@ -71,18 +71,16 @@ def connect(url: str) -> Redis:
 
 
 class Conn:
-    """The client, the server's name for messages, and the count of errors met."""
+    """The client and the server's name for messages."""
 
-    __slots__ = ("errors", "name", "redis")
+    __slots__ = ("name", "redis")
 
     def __init__(self, url: str) -> None:
         self.redis = connect(url)
         self.name = safe_url(url)
-        self.errors = 0
 
     def error(self, exc: BaseException) -> StateError:
-        """The ``StateError`` for a client failure (counted)."""
-        self.errors += 1
+        """The ``StateError`` for a client failure."""
         if isinstance(exc, ResponseError):  # a script or command Redis refused: a bug, worth its words
             log.warning("state backend Redis at %s refused a command: %s", self.name, exc)
         return StateError(f"state backend Redis at {self.name} {describe(exc)}")

@@ -53,6 +53,7 @@ class RedisState(State):
     def __init__(self, settings: Settings, seeds: Mapping[str, Seed], clock: Clock) -> None:
         self.clock = clock
         self.instance = 0
+        self.errors = 0  # counted by the request path, which meets them
         self._seeds = dict(seeds)
         self._conn = Conn(settings.state)
         self._names = names = KeyNames(settings.state_prefix)
@@ -70,11 +71,6 @@ class RedisState(State):
         self._resets: bytes | None = None
         """The prefix's reset count last seen (None before ``open``)."""
         self._fault_prefix = names.fault_prefix()
-
-    @property
-    def errors(self) -> int:  # type: ignore[override]
-        """``StateError``s met since start."""
-        return self._conn.errors
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
