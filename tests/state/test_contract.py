@@ -355,6 +355,7 @@ async def test_jobs_are_claimed_once(pair: tuple[State, State]) -> None:
     await a.put_job(submitted)
     assert await a.next_job_due() == pytest.approx(submitted.done_at)
     assert await b.claim_due_jobs(b.clock.now(), 30, 10) == []  # not due yet
+    assert not await b.claim_job(PROVIDER, "job-1", 30)
     assert (await b.get_job(PROVIDER, "job-1")) == submitted
     assert [j.id for j in await b.jobs()] == ["job-1"]
     await a.advance_clock(11)
@@ -362,6 +363,7 @@ async def test_jobs_are_claimed_once(pair: tuple[State, State]) -> None:
         a.claim_due_jobs(a.clock.now(), 30, 10), b.claim_due_jobs(b.clock.now(), 30, 10)
     )
     assert sorted(len(c) for c in claims) == [0, 1]
+    assert await a.next_job_due() is None  # the only due job is held
     assert not await b.claim_job(PROVIDER, "job-1", 30)  # leased
     finished = next(c[0] for c in claims if c)
     finished.finished, finished.data = True, {**finished.data, "outcome": "ok"}
@@ -407,9 +409,11 @@ async def test_deliveries_are_claimed_once(pair: tuple[State, State]) -> None:
     assert len(got) == 1
     assert got[0] == delivery
     assert await a.claim_delivery(a.clock.now(), 30) is None
+    assert await b.next_delivery_due() is None  # held
     retry = got[0]
     retry.next_attempt_at = now + 5  # the attempt failed: back, due later, lease gone
     await b.put_delivery(retry)
+    assert await a.next_delivery_due() == pytest.approx(now + 5)
     assert await a.claim_delivery(a.clock.now(), 30) is None
     await a.advance_clock(6)
     again = await a.claim_delivery(a.clock.now(), 30)

@@ -116,7 +116,7 @@ class Queues:
         claimed = await self._conn.call(
             self._scripts.claim_job(
                 keys=[names.jobs_due, names.job_lease_prefix() + member],
-                args=[member, _ms(lease_seconds), self.instance],
+                args=[member, _ms(lease_seconds), self.instance, repr(self._clock.now())],
             )
         )
         return bool(claimed)
@@ -137,9 +137,12 @@ class Queues:
         )
 
     async def next_job_due(self) -> float | None:
-        """When the earliest unfinished job is due."""
-        first = await self._conn.call(self._conn.redis.zrange(self._names.jobs_due, 0, 0, withscores=True))
-        return float(first[0][1]) if first else None
+        """When the earliest unfinished job nobody holds is due."""
+        names = self._names
+        due = await self._conn.call(
+            self._scripts.next_due(keys=[names.jobs_due], args=[names.job_lease_prefix()])
+        )
+        return None if due is None else float(due)
 
     # -- deliveries --------------------------------------------------------------------------------------
 
@@ -194,8 +197,9 @@ class Queues:
         return None if raw is None else DeliveryRecord.from_json(orjson.loads(raw))
 
     async def next_delivery_due(self) -> float | None:
-        """When the earliest scheduled attempt is due."""
-        first = await self._conn.call(
-            self._conn.redis.zrange(self._names.deliveries_due, 0, 0, withscores=True)
+        """When the earliest scheduled attempt nobody holds is due."""
+        names = self._names
+        due = await self._conn.call(
+            self._scripts.next_due(keys=[names.deliveries_due], args=[names.delivery_lease_prefix()])
         )
-        return float(first[0][1]) if first else None
+        return None if due is None else float(due)

@@ -222,10 +222,25 @@ return out
 """
 
 CLAIM_JOB = """
--- KEYS: due, lease; ARGV: member, lease ms, instance
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+-- KEYS: due, lease; ARGV: member, lease ms, instance, now
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[4]) then return 0 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
+"""
+
+NEXT_DUE = """
+-- KEYS: due; ARGV: lease prefix. The earliest due time nobody holds a lease on (a leased entry is the
+-- claimer's until it is put back or its lease lapses), as a string; false when none.
+local start = 0
+while true do
+  local page = redis.call('ZRANGE', KEYS[1], start, start + 99, 'WITHSCORES')
+  if #page == 0 then return false end
+  for i = 1, #page, 2 do
+    if redis.call('EXISTS', ARGV[1] .. page[i]) == 0 then return page[i + 1] end
+  end
+  start = start + 100
+end
 """
 
 FINISH_JOB = """
@@ -352,6 +367,7 @@ class Scripts:
         self.claim_jobs = script(CLAIM_JOBS)
         self.claim_job = script(CLAIM_JOB)
         self.finish_job = script(FINISH_JOB)
+        self.next_due = script(NEXT_DUE)
         self.put_delivery = script(PUT_DELIVERY)
         self.claim_delivery = script(CLAIM_DELIVERY)
         self.journal_add = script(JOURNAL_ADD)
