@@ -428,6 +428,32 @@ async def test_deliveries_are_claimed_once(pair: tuple[State, State]) -> None:
     assert await b.get_delivery("msg_2") is None
 
 
+async def test_a_lapsed_delivery_lease_is_claimed_again(pair: tuple[State, State], backend: str) -> None:
+    a, b = pair
+    now = a.clock.now()
+    await a.put_delivery(
+        DeliveryRecord(
+            id="msg_lapse",
+            provider=PROVIDER,
+            event="video.completed",
+            url="http://127.0.0.1:9/hook",
+            payload={},
+            body="{}",
+            secret="whsec_x",
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+    first = await a.claim_delivery(a.clock.now(), 0.2)
+    assert first is not None
+    if backend == "redis":
+        assert await b.claim_delivery(b.clock.now(), 30) is None
+    await asyncio.sleep(0.3)  # real time: the claimer "died" mid-attempt
+    again = await b.claim_delivery(b.clock.now(), 30)
+    assert again is not None
+    assert again.id == "msg_lapse"
+
+
 # -- journal and violations --------------------------------------------------------------------------------
 
 
