@@ -5,8 +5,10 @@
 Without ``--redis`` it starts its own redis-server on a free loopback port in a temporary folder (AOF off)
 and stops it after. Each figure is the best of three rounds of ``--ops`` operations, run with 1 and with N
 concurrent tasks (Redis overlaps round trips across tasks; memory never waits), printed as ops/s and as
-the ratio Redis / memory measured in the same run. ``admit`` is the request path's one round trip;
-``find_key`` is answered from the per-instance cache; ``reserve+settle`` is a billed request's two scripts.
+the ratio Redis / memory measured in the same run, with this process's CPU time per operation (the
+client's share: what a mock process pays per call, whatever the server's machine does). ``admit`` is the
+request path's one round trip; ``find_key`` is answered from the per-instance cache; ``reserve+settle`` is
+a billed request's two scripts.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def operations(state: State) -> dict[str, Op]:
     return {"admit": admit, "find_key (warm)": find_key, "reserve+settle": reserve_settle}
 
 
-async def rate(op: Op, ops: int, concurrency: int) -> float:
+async def rate(op: Op, ops: int, concurrency: int) -> tuple[float, float]:
     """Operations per second: the best of ``ROUNDS`` rounds of ``ops`` operations over ``concurrency``
     tasks (they share one iterator of operation numbers)."""
 
@@ -101,17 +103,18 @@ async def rate(op: Op, ops: int, concurrency: int) -> float:
         for n in numbers:
             await op(n)
 
-    best = 0.0
+    best, cpu = 0.0, float("inf")
     for _ in range(ROUNDS):
         numbers = iter(range(ops))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(numbers) for _ in range(concurrency)))
         best = max(best, ops / (time.perf_counter() - started))
-    return best
+        cpu = min(cpu, (time.process_time() - cpu_started) / ops * 1e6)
+    return best, cpu
 
 
-async def measure(url: str, ops: int, levels: list[int]) -> dict[tuple[str, int], float]:
-    """ops/s by (operation, concurrency) on one backend."""
+async def measure(url: str, ops: int, levels: list[int]) -> dict[tuple[str, int], tuple[float, float]]:
+    """(ops/s, this process's CPU us per op) by (operation, concurrency) on one backend."""
     seeds = read_seeds(FIXTURES, PROVIDER_IDS)
     settings = Settings(state=url, state_prefix="bench-state")
     state = create_state(settings, seeds, Clock())
@@ -119,7 +122,7 @@ async def measure(url: str, ops: int, levels: list[int]) -> dict[tuple[str, int]
     try:
         await state.reset()
         await state.set_wallet(PROVIDER, state.seed(PROVIDER).keys[0].account, 10**12)
-        found: dict[tuple[str, int], float] = {}
+        found: dict[tuple[str, int], tuple[float, float]] = {}
         for name, op in operations(state).items():
             await op(-1)  # warm: scripts loaded, the key cached
             for level in levels:
@@ -143,10 +146,16 @@ def main() -> None:
     def run(url: str) -> None:
         memory = asyncio.run(measure("memory", ops, levels))
         redis = asyncio.run(measure(url, ops, levels))
-        print(f"{'operation':<18} {'tasks':>5} {'memory ops/s':>14} {'redis ops/s':>13} {'redis/memory':>13}")
-        for (name, level), mem in memory.items():
-            red = redis[name, level]
-            print(f"{name:<18} {level:>5} {mem:>14,.0f} {red:>13,.0f} {red / mem:>13.3f}")
+        print(
+            f"{'operation':<18} {'tasks':>5} {'memory ops/s':>13} {'redis ops/s':>12} {'redis/memory':>13}"
+            f" {'CPU us/op memory':>17} {'redis':>6}"
+        )
+        for (name, level), (mem, mem_cpu) in memory.items():
+            red, red_cpu = redis[name, level]
+            print(
+                f"{name:<18} {level:>5} {mem:>13,.0f} {red:>12,.0f} {red / mem:>13.3f}"
+                f" {mem_cpu:>17.1f} {red_cpu:>6.1f}"
+            )
 
     if args.redis:
         run(args.redis)
