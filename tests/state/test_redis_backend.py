@@ -74,6 +74,26 @@ async def test_round_trips_on_the_request_path(
     assert sent == ["EVALSHA"] * 10
 
 
+async def test_concurrent_admits_share_round_trips(
+    redis_server: RedisServer, redis_prefix: str, open_state: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admits made in one loop turn go as one pipeline, each counted once with its own window state, also
+    right after Redis forgot the script (SCRIPT FLUSH, as after a restart)."""
+    state = await open_state(redis_server.url, redis_prefix)
+    await state.admit(PROVIDER, "op", "warm", 100)
+    with SyncRedis.from_url(redis_server.url) as admin:
+        admin.script_flush()
+    sent = count_round_trips(state, monkeypatch)
+    admissions = await asyncio.gather(*(state.admit(PROVIDER, "op", "shared", 100) for _ in range(30)))
+    remaining = sorted(a.rate.remaining for a in admissions if a.rate is not None)
+    assert remaining == list(range(70, 100))  # each call its own count: 30 distinct windows states
+    assert sent == ["SCRIPT LOAD"]  # one pipeline, the script loaded once, the same pipeline again
+    sent.clear()
+    admissions = await asyncio.gather(*(state.admit(PROVIDER, "op", "shared", 100) for _ in range(30)))
+    assert sorted(a.rate.remaining for a in admissions if a.rate is not None) == list(range(40, 70))
+    assert sent == []  # one pipeline (its execute does not pass through execute_command)
+
+
 async def test_the_first_instance_seeds_and_the_others_join(
     redis_server: RedisServer, redis_prefix: str, open_state: Opener
 ) -> None:

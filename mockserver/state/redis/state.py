@@ -34,6 +34,7 @@ from mockserver.state.records import (
     Resource,
     WalletView,
 )
+from mockserver.state.redis.batch import ScriptBatch
 from mockserver.state.redis.connection import SOCKET_TIMEOUT, Conn, describe, text
 from mockserver.state.redis.journal import JournalStore
 from mockserver.state.redis.keys import KeyNames
@@ -71,6 +72,7 @@ class RedisState(State):
         self._resets: bytes | None = None
         """The prefix's reset count last seen (None before ``open``)."""
         self._fault_prefix = names.fault_prefix()
+        self._admit = ScriptBatch(self._conn.redis, scripts.admit)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -213,10 +215,11 @@ class RedisState(State):
     async def admit(
         self, provider: str, operation_id: str | None, bucket: str | None, limit: int
     ) -> Admission:
-        """One round trip: the rate window, the first matching fault, the shared clock offset."""
+        """One script call: the rate window, the first matching fault, the shared clock offset (the calls
+        of one loop turn share a round trip: ``batch``)."""
         names = self._names
         reply = await self._conn.call(
-            self._scripts.admit(
+            self._admit(
                 keys=[names.clock, names.faults, names.rate(provider, bucket) if bucket else names.clock],
                 args=[
                     repr(time.time()),
