@@ -15,6 +15,7 @@ import orjson
 
 from mockserver.state.api import KEEP, Keep
 from mockserver.state.records import AccountRecord, HoldRecord, KeyRecord, Refusal, WalletView
+from mockserver.state.redis.batch import ScriptBatch
 from mockserver.state.redis.connection import Conn, text
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
@@ -73,6 +74,9 @@ class Ledger:
         self._conn = conn
         self._names = names
         self._scripts = scripts
+        # Billed requests under load reserve and settle in the same loop turns: pipelined like admit.
+        self._reserve = ScriptBatch(conn.redis, scripts.reserve)
+        self._settle = ScriptBatch(conn.redis, scripts.settle)
         self.cache: dict[tuple[str, str], KeyRecord] = {}
         """Keys found, by (provider, secret): ``find_key`` answers from here; a ``keys`` notice clears it."""
 
@@ -223,7 +227,7 @@ class Ledger:
     async def reserve(self, hold: HoldRecord) -> Refusal | None:
         """Check and hold atomically (a hold already made under this id stays as it is)."""
         reply = await self._conn.call(
-            self._scripts.reserve(
+            self._reserve(
                 keys=self._hold_keys(hold), args=[str(hold.cents), "0" if hold.key_id is None else "1"]
             )
         )
@@ -241,7 +245,7 @@ class Ledger:
             )
         whole, sub = divmod(microcents, MICROCENTS_PER_CENT)
         reply = await self._conn.call(
-            self._scripts.settle(
+            self._settle(
                 keys=self._hold_keys(hold),
                 args=[
                     str(hold.cents),
