@@ -34,7 +34,7 @@ from mockserver.testing.control import MockControl
 from mockserver.testing.server import ServerThread
 
 pytest_plugins = ["redis_fixture"]
-"""A real redis-server per session (``redis_server``, ``redis_prefix``, ``own_redis``): tests/redis_fixture.py."""
+"""redis-server fixtures (``redis_server``, ``redis_prefix``, ``own_redis``): tests/redis_fixture.py."""
 
 LOOPBACK = "127.0.0.1"
 TEST_RATE_LIMIT = 100_000
