@@ -127,6 +127,19 @@ async def test_reset_notices(redis_server: RedisServer, redis_prefix: str, open_
     assert not a.changed("reset").is_set()
 
 
+async def test_a_wiped_redis_is_seeded_again(own_redis: RedisServer, open_state: Opener) -> None:
+    """A Redis that lost everything (restarted without persistence) is seeded again by the instances when
+    they reconnect, and they reset their local parts as for a reset."""
+    state = await open_state(own_redis.url)
+    state.changed("reset").clear()
+    with SyncRedis.from_url(own_redis.url) as admin:
+        admin.flushall()
+        admin.client_kill_filter(_type="pubsub")
+    await eventually_set(state.changed("reset"))
+    assert await state.find_key(PROVIDER, "key-poor-000000003") is not None
+    assert (await state.wallet(PROVIDER, "acc_rich", None)).wallet_cents == 1000
+
+
 async def eventually_set(event: asyncio.Event) -> None:
     """Wait for ``event`` for at most 5 s."""
     async with asyncio.timeout(5):

@@ -88,8 +88,7 @@ class RedisState(State):
         self.instance = int(await self._conn.call(redis.incr(names.instance)))
         self._journal.instance = self.instance
         self._queues.instance = str(self.instance)
-        await self._seed("join")
-        await self._resync()
+        await self._resync()  # seeds an empty prefix
         await self._notices.start()
 
     async def close(self) -> None:
@@ -172,13 +171,15 @@ class RedisState(State):
         self._apply_offset(b"0", backwards=True)
 
     async def _resync(self) -> None:
-        """Re-read what notices keep up to date (at open, and after a lost subscription: a reset made
-        meanwhile is found by its count and handled as its notice would have been)."""
+        """Seed the prefix if it is empty and re-read what notices keep up to date: at open, and after a
+        lost subscription. A reset made meanwhile is found by its count, a prefix found empty (a Redis
+        without persistence restarted) is seeded again; either is handled as a reset's notice would be."""
         self._ledger.cache.clear()
+        seeded = await self._seed("join")
         names = self._names
         raw, resets = await self._conn.call(self._conn.redis.mget([names.clock, names.resets]))
         resets = resets or b"0"
-        if self._resets is not None and resets != self._resets:
+        if self._resets is not None and (seeded or resets != self._resets):
             self._reset_locally()
             self._notices.events["reset"].set()
         self._resets = resets
