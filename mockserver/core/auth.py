@@ -26,11 +26,11 @@ class Authenticator:
 
     def __init__(self, schemes: Iterable[SecurityScheme]) -> None:
         # One entry per distinct way of carrying a key, in declaration order.
-        self._schemes = tuple({(s.kind, s.header): s for s in schemes}.values())
+        self.schemes = tuple({(s.kind, s.header): s for s in schemes}.values())
 
     async def identify(self, headers: Mapping[str, str], state: State, provider: str) -> KeyRecord | None:
         """The active key the request presents, if any (raises only the state's ``StateError``)."""
-        for scheme in self._schemes:
+        for scheme in self.schemes:
             credential = read_credential(scheme, headers)
             if credential is not None:
                 key = await state.find_key(provider, credential)

@@ -1,30 +1,20 @@
-"""The ``memory`` backend: everything in this process's memory, as the mock always kept it.
-
-One process is the whole mock, so every "atomic" operation is simply a method that never awaits: under
-asyncio nothing else runs between its check and its change. The coroutines never yield either, so the
-request path (``find_key``, ``admit``, ``record``) costs what the dictionaries cost. Leases on jobs and
-deliveries are kept (a claimed one is not handed out again until finished, put back or the lease runs
-out) although one process never competes with another; they run on real (monotonic) time, so advancing
-the mock's clock while a finisher runs does not hand its job out a second time.
-"""
+"""``MemoryState``, the memory backend (its jobs and deliveries: ``queues``)."""
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
-import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from mockserver.core.clock import Clock
-from mockserver.core.journal import ENTRY_BYTES, MAX_PATH_CHARS, TRUNCATED, VIOLATIONS
 from mockserver.core.ratelimit import WINDOW_SECONDS, RateState
-from mockserver.core.retention import DELIVERIES_KEPT, FILES_PER_RESOURCE, ResourceTable, Retention
+from mockserver.core.retention import FILES_PER_RESOURCE, ResourceTable, Retention
 from mockserver.settings import Settings
 from mockserver.state.api import KEEP, Admission, JournalRow, Keep, State, Topic
+from mockserver.state.memory.journal import JournalRing
+from mockserver.state.memory.queues import DeliveryQueue, JobQueue
 from mockserver.state.records import (
     AccountRecord,
     DeliveryRecord,
@@ -43,8 +33,6 @@ from mockserver.state.seed import Seed
 MICROCENTS_PER_CENT = 1_000_000
 _NOTHING = Admission(None, None)
 """What ``admit`` answers for a request neither counted nor faulted (made once: this is the hot path)."""
-_PATH: Final = 3
-"""A journal row's path (``JournalRow``: time, provider, method, path, operation, status, latency)."""
 
 
 @dataclass(slots=True)
@@ -77,20 +65,7 @@ class MemoryState(State):
         self._fault_ids = itertools.count(1)
         self._due_order = itertools.count()
         """Ties between equal due times go to the first scheduled."""
-        self._max_entries = settings.journal_max_entries
-        self._max_bytes = settings.journal_max_bytes
-        # When the entry cap full of the longest entries fits the byte cap (the defaults), the byte cap
-        # cannot bind and recording skips the accounting (about 3,000 CPU instructions a request, measured).
-        self._count_bytes = (
-            settings.journal_max_entries * (ENTRY_BYTES + MAX_PATH_CHARS + len(TRUNCATED))
-            > settings.journal_max_bytes
-        )
-        # Journal rows as given, made into dicts only when read. Ids are consecutive, so a row's id is
-        # worked out from its place (``_last_id`` is the newest's) instead of being stored with it.
-        self._entries: deque[JournalRow] = deque(maxlen=settings.journal_max_entries)
-        self._bytes = 0
-        self._last_id = 0
-        self._violations: deque[dict[str, Any]] = deque(maxlen=VIOLATIONS)
+        self._journal = JournalRing(settings.journal_max_entries, settings.journal_max_bytes)
         self._load()
 
     def _load(self) -> None:
@@ -120,14 +95,8 @@ class MemoryState(State):
         self._tables: dict[str, dict[str, ResourceTable[str, Resource]]] = {p: {} for p in self._seeds}
         self._files: ResourceTable[str, list[Any]] = ResourceTable(self._files_retention)
         """File id -> ``[FileRecord, bytes or None]`` (a drawn file's bytes fill in the second place)."""
-        self._jobs: dict[str, ResourceTable[str, JobRecord]] = {}
-        self._pending: dict[tuple[str, str], JobRecord] = {}
-        """Unfinished jobs, also those their table dropped: each still finishes (its hold is settled)."""
-        self._job_due: list[tuple[float, int, str, str]] = []
-        self._job_leases: dict[tuple[str, str], float] = {}
-        self._deliveries: dict[str, DeliveryRecord] = {}
-        self._delivery_due: list[tuple[float, int, str]] = []
-        self._delivery_leases: dict[str, float] = {}
+        self._jobs = JobQueue(self._retention, self._due_order)
+        self._deliveries = DeliveryQueue(self._due_order)
 
     def _notify(self, topic: Topic) -> None:
         event = self._events.get(topic)
@@ -145,7 +114,7 @@ class MemoryState(State):
     async def reset(self) -> None:
         """Back to the seed: keys, wallets, resources, jobs, deliveries, journal, faults, windows, clock."""
         self._load()
-        self._clear_journal()
+        self._journal.clear()
         self._secret = None
         self.clock.reset()
         topics: tuple[Topic, ...] = ("reset", "jobs", "deliveries", "clock", "keys", "faults")
@@ -410,111 +379,45 @@ class MemoryState(State):
         if stored is not None:
             stored[1] = data
 
-    # -- jobs -------------------------------------------------------------------------------------------
+    # -- jobs (``queues.JobQueue``) ---------------------------------------------------------------------
 
     async def put_job(self, job: JobRecord) -> None:
         """Store a job; an unfinished one is due at its end."""
-        table = self._jobs.get(job.provider)
-        if table is None:
-            table = self._jobs[job.provider] = ResourceTable(self._retention)
-        table[job.id] = job
-        key = job.provider, job.id
-        if job.finished:
-            self._pending.pop(key, None)
-            self._job_leases.pop(key, None)
-        else:
-            self._pending[key] = job
-            heapq.heappush(self._job_due, (job.done_at, next(self._due_order), *key))
+        self._jobs.put(job)
+        if not job.finished:
             self._notify("jobs")
 
     async def get_job(self, provider: str, job_id: str) -> JobRecord | None:
         """A job by id, or None (also past its retention)."""
-        table = self._jobs.get(provider)
-        return table.get(job_id) if table is not None else None
+        return self._jobs.get(provider, job_id)
 
     async def jobs(self) -> list[JobRecord]:
         """Every job kept, oldest first."""
-        kept = (job for table in self._jobs.values() for job in table.values())
-        return sorted(kept, key=lambda job: job.created_at)
-
-    def _reap_job_leases(self) -> None:
-        """Unfinished jobs whose lease ran out are due again."""
-        if not self._job_leases:
-            return
-        now = time.monotonic()
-        for key, until in list(self._job_leases.items()):
-            if until <= now:
-                del self._job_leases[key]
-                job = self._pending.get(key)
-                if job is not None:
-                    heapq.heappush(self._job_due, (job.done_at, next(self._due_order), *key))
-
-    def _job_top(self) -> tuple[float, int, str, str] | None:
-        """The earliest live entry of the due heap (stale ones, finished or leased, dropped on the way)."""
-        due = self._job_due
-        while due:
-            entry = due[0]
-            key = entry[2], entry[3]
-            job = self._pending.get(key)
-            if job is not None and job.done_at == entry[0] and key not in self._job_leases:
-                return entry
-            heapq.heappop(due)
-        return None
+        return self._jobs.jobs()
 
     async def claim_due_jobs(self, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
         """Up to ``limit`` due unfinished jobs, leased to this process."""
-        self._reap_job_leases()
-        claimed: list[JobRecord] = []
-        until = time.monotonic() + lease_seconds
-        while len(claimed) < limit and (entry := self._job_top()) is not None and entry[0] <= now:
-            heapq.heappop(self._job_due)
-            key = entry[2], entry[3]
-            self._job_leases[key] = until
-            claimed.append(self._pending[key])
-        return claimed
+        return self._jobs.claim_due(now, lease_seconds, limit)
 
     async def claim_job(self, provider: str, job_id: str, lease_seconds: float) -> bool:
         """Lease one due, unfinished job; False when finished, not due yet or leased."""
-        self._reap_job_leases()
-        key = provider, job_id
-        job = self._pending.get(key)
-        if job is None or key in self._job_leases or self.clock.now() < job.done_at:
-            return False
-        self._job_leases[key] = time.monotonic() + lease_seconds
-        return True
+        return self._jobs.claim(provider, job_id, self.clock.now(), lease_seconds)
 
     async def finish_job(self, job: JobRecord) -> None:
         """Store a finished job (where its table still keeps it) and drop its lease."""
-        key = job.provider, job.id
-        self._pending.pop(key, None)
-        self._job_leases.pop(key, None)
-        table = self._jobs.get(job.provider)
-        if table is not None and job.id in table:
-            table[job.id] = job
+        self._jobs.finish(job)
         self._notify("jobs")
 
     async def next_job_due(self) -> float | None:
         """When the earliest unfinished, unleased job is due."""
-        self._reap_job_leases()
-        entry = self._job_top()
-        return entry[0] if entry is not None else None
+        return self._jobs.next_due()
 
-    # -- webhook deliveries -----------------------------------------------------------------------------
+    # -- webhook deliveries (``queues.DeliveryQueue``) ---------------------------------------------------
 
     async def put_delivery(self, delivery: DeliveryRecord) -> None:
         """Store a delivery (a replaced one keeps its place in the log); scheduled, it is due then."""
-        self._deliveries[delivery.id] = delivery
-        self._delivery_leases.pop(delivery.id, None)
-        if delivery.next_attempt_at is not None:
-            heapq.heappush(self._delivery_due, (delivery.next_attempt_at, next(self._due_order), delivery.id))
+        if self._deliveries.put(delivery):
             self._notify("deliveries")
-        else:
-            self._prune_deliveries()
-
-    def _prune_deliveries(self) -> None:
-        finished = [d.id for d in self._deliveries.values() if d.status != "pending"]
-        for delivery_id in finished[: max(0, len(finished) - DELIVERIES_KEPT)]:
-            del self._deliveries[delivery_id]
 
     async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
         """A delivery by id, or None."""
@@ -522,145 +425,43 @@ class MemoryState(State):
 
     async def deliveries(self, provider: str | None = None) -> list[DeliveryRecord]:
         """Deliveries kept, oldest first."""
-        return [d for d in self._deliveries.values() if provider is None or d.provider == provider]
-
-    def _delivery_top(self) -> tuple[float, int, str] | None:
-        now = time.monotonic()
-        for delivery_id, until in list(self._delivery_leases.items()):
-            if until <= now:  # the lease ran out without the delivery being put back: due again
-                del self._delivery_leases[delivery_id]
-                delivery = self._deliveries.get(delivery_id)
-                if delivery is not None and delivery.next_attempt_at is not None:
-                    heapq.heappush(
-                        self._delivery_due, (delivery.next_attempt_at, next(self._due_order), delivery_id)
-                    )
-        due = self._delivery_due
-        while due:
-            entry = due[0]
-            delivery = self._deliveries.get(entry[2])
-            if (
-                delivery is not None
-                and delivery.next_attempt_at == entry[0]
-                and entry[2] not in self._delivery_leases
-            ):
-                return entry
-            heapq.heappop(due)
-        return None
+        return self._deliveries.deliveries(provider)
 
     async def claim_delivery(self, now: float, lease_seconds: float) -> DeliveryRecord | None:
         """The earliest due delivery nobody holds, leased to this process."""
-        entry = self._delivery_top()
-        if entry is None or entry[0] > now:
-            return None
-        heapq.heappop(self._delivery_due)
-        self._delivery_leases[entry[2]] = time.monotonic() + lease_seconds
-        return self._deliveries[entry[2]]
+        return self._deliveries.claim(now, lease_seconds)
 
     async def next_delivery_due(self) -> float | None:
         """When the earliest scheduled attempt nobody holds is due."""
-        entry = self._delivery_top()
-        return entry[0] if entry is not None else None
+        return self._deliveries.next_due()
 
-    # -- the journal ------------------------------------------------------------------------------------
+    # -- the journal (``journal.JournalRing``) ------------------------------------------------------------
 
     def record(self, row: JournalRow) -> int:
         """Append one answered request (paths cut to ``MAX_PATH_CHARS``); its id."""
-        if len(row[_PATH]) > MAX_PATH_CHARS:
-            time_, provider, method, path, operation_id, status, latency_ms = row
-            row = (
-                time_,
-                provider,
-                method,
-                path[:MAX_PATH_CHARS] + TRUNCATED,
-                operation_id,
-                status,
-                latency_ms,
-            )
-        entries = self._entries
-        if self._count_bytes:
-            if len(entries) == self._max_entries:
-                self._bytes -= ENTRY_BYTES + len(entries[0][_PATH])  # the entry the append drops
-            self._bytes += ENTRY_BYTES + len(row[_PATH])
-            entries.append(row)
-            while entries and self._bytes > self._max_bytes:
-                self._bytes -= ENTRY_BYTES + len(entries.popleft()[_PATH])
-        else:
-            entries.append(row)  # the deque drops the oldest past the entry cap itself
-        self._last_id += 1
-        return self._last_id
+        return self._journal.record(row)
 
     async def journal_size(self) -> tuple[int, int]:
-        """Entries kept and their approximate size: ``ENTRY_BYTES`` plus its path's length each."""
-        entries = self._entries
-        return len(entries), ENTRY_BYTES * len(entries) + sum(len(row[_PATH]) for row in entries)
+        """Entries kept and their approximate size."""
+        return self._journal.size()
 
     async def journal_page(
         self, provider: str | None, limit: int, *, after: int | None = None, before: int | None = None
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Up to ``limit`` entries, oldest first, and the next page's cursor (``State.journal_page``)."""
-        entries = self._entries
-        if not entries:
-            return [], None
-        first = self._last_id - len(entries) + 1
-        stop = None
-        if after is not None:
-            start = max(0, after + 1 - first)
-            walk: Any = zip(
-                itertools.count(first + start), itertools.islice(entries, start, None), strict=False
-            )
-            stop = before
-        else:
-            skip = 0 if before is None else max(0, self._last_id + 1 - before)
-            walk = zip(
-                itertools.count(self._last_id - skip, -1),
-                itertools.islice(reversed(entries), skip, None),
-                strict=False,
-            )
-        selected: list[tuple[int, JournalRow]] = []
-        more = False
-        for entry_id, row in walk:
-            if stop is not None and entry_id >= stop:
-                break
-            if provider is None or row[1] == provider:
-                if len(selected) == limit:
-                    more = True
-                    break
-                selected.append((entry_id, row))
-        if after is None:
-            selected.reverse()
-        cursor = (selected[-1][0] if after is not None else selected[0][0]) if more else None
-        return [_entry(entry_id, row) for entry_id, row in selected], cursor
+        return self._journal.page(provider, limit, after=after, before=before)
 
     async def add_violation(self, violation: dict[str, Any]) -> None:
         """Remember a response that broke the spec (the oldest go past ``VIOLATIONS``)."""
-        self._violations.append(violation)
+        self._journal.violations.append(violation)
 
     async def violations(self) -> list[dict[str, Any]]:
         """The violations kept, oldest first."""
-        return list(self._violations)
+        return list(self._journal.violations)
 
     async def clear_journal(self) -> None:
         """Forget every entry and violation (ids go on counting)."""
-        self._clear_journal()
-
-    def _clear_journal(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
-        self._violations.clear()
-
-
-def _entry(entry_id: int, row: JournalRow) -> dict[str, Any]:
-    time_, provider, method, path, operation_id, status, latency_ms = row
-    return {
-        "id": entry_id,
-        "time": time_,
-        "provider": provider,
-        "method": method,
-        "path": path,
-        "operation_id": operation_id,
-        "status": status,
-        "latency_ms": round(latency_ms, 3),
-    }
+        self._journal.clear()
 
 
 def _copy(value: Any) -> Any:
