@@ -190,15 +190,10 @@ class RedisState(State):
         notice (concurrent calls) and is ignored, unless ``backwards`` (a reset, or a fresh read)."""
         if raw == self._offset_raw:
             return
-        offset, current = float(raw), self.clock.offset
-        if offset > current:
+        offset = float(raw)
+        if offset > self.clock.offset or backwards:
             self._offset_raw = raw
-            self.clock.advance(offset - current)
-        elif offset < current and backwards:
-            self._offset_raw = raw
-            self.clock.reset()
-            if offset > 0:
-                self.clock.advance(offset)
+            self.clock.set_offset(offset)  # exactly the shared one (wakes sleepers when it changed)
 
     async def advance_clock(self, seconds: float) -> float:
         """Move the shared clock for every instance."""
