@@ -58,6 +58,35 @@ def test_a_fault_is_taken_its_count_over_both(
     assert statuses[:3] == [503, 503, 503]
 
 
+def test_one_journal_and_a_reset_for_both(
+    start_mock: Callable[..., MockControl], redis_server: RedisServer, redis_prefix: str
+) -> None:
+    one, two = pair(start_mock, redis_server.url, redis_prefix)
+    for mock in (one, two, one):
+        assert requests.get(f"{mock.base_url}{MODELS}", headers=KEY, timeout=10).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:  # each instance writes its rows within ~20 ms
+        page = requests.get(
+            f"{two.base_url}/_mock/requests", params={"provider": "spaceai"}, timeout=10
+        ).json()
+        if len(page["requests"]) == 3:
+            break
+        assert time.monotonic() < deadline, f"the journal shows {len(page['requests'])} of 3 requests"
+        time.sleep(0.02)
+    ids = [entry["id"] for entry in page["requests"]]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+
+    assert requests.post(f"{two.base_url}/_mock/clock/advance", json={"seconds": 60}, timeout=10).ok
+    assert requests.post(f"{one.base_url}/_mock/reset", timeout=10).status_code == 200
+    deadline = time.monotonic() + 5
+    while requests.get(f"{two.base_url}/_mock/clock", timeout=10).json()["offset"] != 0:
+        assert time.monotonic() < deadline, "the reset did not reach the other mock's clock"
+        time.sleep(0.02)
+    page = requests.get(f"{two.base_url}/_mock/requests", params={"provider": "spaceai"}, timeout=10).json()
+    assert page["requests"] == []
+
+
 def test_redis_lost_then_back(own_redis: RedisServer, start_mock: Callable[..., MockControl]) -> None:
     # own_redis first: set up before the mock, so it is still running when the mock's teardown reads it.
     mock = start_mock(state=own_redis.url, state_prefix="lost")
