@@ -33,6 +33,9 @@ from mockserver.settings import SEED_SECRET, Settings
 from mockserver.testing.control import MockControl
 from mockserver.testing.server import ServerThread
 
+pytest_plugins = ["redis_fixture"]
+"""redis-server fixtures (``redis_server``, ``redis_prefix``, ``own_redis``): tests/redis_fixture.py."""
+
 LOOPBACK = "127.0.0.1"
 TEST_RATE_LIMIT = 100_000
 """Requests per minute for the shared servers: high enough that no test trips a limit by accident."""
