@@ -246,7 +246,9 @@ class Supervisor:
         for process in processes:
             if process.stdin is not None:
                 process.stdin.close()
-        return all(process.returncode == 0 for process in processes)
+        # Ended by the SIGTERM itself: a worker still starting, before it took the signal over (it served
+        # nothing yet). Any other end of a worker told to stop is a failure to stop cleanly.
+        return all(process.returncode in (0, -signal.SIGTERM) for process in processes)
 
 
 def _signal(process: asyncio.subprocess.Process, signum: int) -> None:

@@ -1,8 +1,8 @@
 """``python -m mockserver`` with ``--state``, ``--state-prefix`` and ``--workers``: what it refuses, on one
 line and with exit code 2, before serving anything, and how it shows a state URL (never its password).
 
-The tests that need a running redis-server (``--workers 2`` serving, an unreachable Redis named without its
-password by a running backend) are in ``test_shared_service.py``.
+The tests that need a running redis-server (``--workers 2`` serving, a password-protected Redis) are in
+``test_shared_service.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from test_cli import START_TIMEOUT, clean_env
+from test_cli import START_TIMEOUT, clean_env, free_port
 
 from mockserver.__main__ import banner, state_unreachable
 from mockserver.errors import StateError
@@ -83,6 +83,14 @@ def test_memory_state_with_several_workers_is_refused() -> None:
     # The same from the environment, and with memory named explicitly.
     assert refused(run(MOCKSERVER_WORKERS="3")).startswith("mockserver: --workers 3 needs a shared")
     assert refused(run("--workers", "2", "--state", "memory")).startswith("mockserver: --workers 2")
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
+def test_an_unreachable_redis_is_one_line_naming_the_url_without_its_password(workers: list[str]) -> None:
+    port = free_port()  # nothing listens there
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    line = refused(run("--port", str(free_port()), "--state", url, *workers))
+    assert line.startswith(f"mockserver: cannot open the state at redis://:***@127.0.0.1:{port}/0: "), line
 
 
 @pytest.mark.parametrize(("value", "message"), [("0", "must be greater than 0"), ("two", "whole number")])
