@@ -132,9 +132,22 @@ def start_with_env(port: int, *args: str, **env: str) -> tuple[subprocess.Popen[
 
 @contextlib.contextmanager
 def instance(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """One ``python -m mockserver`` on a free port: its origin and process."""
-    with serving(*args) as (providers, process):
-        yield origin_of(providers), process
+    """``python -m mockserver ARGS`` on a free port, once its banner is out: its origin and process. Unlike
+    ``test_cli.serving`` no watchdog runs past the start (tests here may take long with workers dying); the
+    process is interrupted (then killed) at the end if still running."""
+    port = free_port()
+    process, lines = start_with_env(port, *args)
+    try:
+        assert lines[0].startswith(f"mockserver listening on http://127.0.0.1:{port} "), lines
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 # -- --workers ---------------------------------------------------------------------------------------------
@@ -142,10 +155,8 @@ def instance(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 def test_workers_share_one_port_and_print_one_banner(redis_server: Any, redis_prefix: str) -> None:
     args = ("--workers", "2", "--state", redis_server.url, "--state-prefix", redis_prefix)
-    with serving(*args) as (providers, process):
-        origin = origin_of(providers)
+    with instance(*args) as (origin, process):
         port = int(origin.rsplit(":", 1)[1])
-        assert len(providers) == 5
         workers = children(process.pid)
         assert len(workers) == 2, workers
         # Each worker listens on the port with a socket of its own (SO_REUSEPORT), the parent with none.
@@ -186,8 +197,7 @@ def test_the_banner_is_printed_once_for_all_workers(redis_server: Any, redis_pre
 
 def test_a_worker_that_dies_is_replaced(redis_server: Any, redis_prefix: str) -> None:
     args = ("--workers", "2", "--state", redis_server.url, "--state-prefix", redis_prefix)
-    with serving(*args) as (providers, process):
-        origin = origin_of(providers)
+    with instance(*args) as (origin, process):
         port = int(origin.rsplit(":", 1)[1])
         first = children(process.pid)
         os.kill(first[0], signal.SIGKILL)
@@ -202,9 +212,59 @@ def test_a_worker_that_dies_is_replaced(redis_server: Any, redis_prefix: str) ->
     assert "Traceback" not in stderr
 
 
+def test_ctrl_c_in_a_terminal_stops_parent_and_workers_cleanly(redis_server: Any, redis_prefix: str) -> None:
+    args = ("--port", str(free_port()), "--workers", "2", "--state", redis_server.url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mockserver", *args, "--state-prefix", redis_prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        start_new_session=True,  # its own process group, as a shell's foreground job
+    )
+    watchdog = threading.Timer(START_TIMEOUT * 2, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        assert "mockserver listening" in process.stdout.readline()
+        workers = children(process.pid)
+    finally:
+        watchdog.cancel()
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the signal reaches every process of the group
+    _, stderr = process.communicate(timeout=STOP_SECONDS)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_workers_that_keep_dying_stop_the_server(redis_server: Any, redis_prefix: str) -> None:
+    args = ("--workers", "2", "--state", redis_server.url, "--state-prefix", redis_prefix)
+    with instance(*args) as (_, process):
+        for kill in range(6):  # the sixth replacement within a minute is one too many
+            current = set(children(process.pid))
+            os.kill(min(current), signal.SIGKILL)
+            if kill < 5:
+                wait_until(lambda old=current: len(set(children(process.pid)) - old) == 1, "a replacement")
+        _, stderr = process.communicate(timeout=STOP_SECONDS)
+    assert process.returncode == 1, stderr
+    assert "more than 5 workers exited within 60 s; stopping" in stderr, stderr
+    assert stderr.count("was killed by SIGKILL; starting a new one") == 6
+
+
+def test_a_replacement_that_cannot_start_stops_the_server(own_redis: Any, redis_prefix: str) -> None:
+    args = ("--workers", "2", "--state", own_redis.url, "--state-prefix", redis_prefix)
+    with instance(*args) as (_, process):
+        own_redis.stop()  # a new worker cannot open the state now
+        os.kill(children(process.pid)[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=STOP_SECONDS + START_TIMEOUT)
+    assert process.returncode == 1, stderr
+    assert "exited before listening (exited with code 2); stopping" in stderr, stderr
+    assert "mockserver: cannot open the state at " in stderr
+
+
 def test_workers_stop_when_the_parent_is_killed(redis_server: Any, redis_prefix: str) -> None:
     args = ("--workers", "2", "--state", redis_server.url, "--state-prefix", redis_prefix)
-    with serving(*args) as (_, process):
+    with instance(*args) as (_, process):
         workers = children(process.pid)
         assert len(workers) == 2
         process.kill()  # no chance to stop its workers
@@ -262,7 +322,7 @@ def test_a_password_protected_redis_serves_and_no_line_shows_the_password(own_re
     redis_cli(own_redis.port, "CONFIG", "SET", "requirepass", PASSWORD)
     url = f"redis://:{PASSWORD}@127.0.0.1:{own_redis.port}/0"
     with serving("--state", url, "--provider", "spaceai") as (providers, process):
-        base, key = providers["spaceai"]
+        base, key = providers["spaceai"]  # (a single quick process: test_cli's helper with its watchdog)
         assert requests.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).ok
         code, stderr, _ = finish(process, signal.SIGTERM)
         banner_seen = json.dumps(providers)
@@ -318,8 +378,7 @@ def create_job(origin: str) -> str:
 
 def test_workers_serve_one_state(redis_server: Any, redis_prefix: str) -> None:
     args = ("--workers", "2", "--state", redis_server.url, "--state-prefix", redis_prefix)
-    with serving(*args) as (providers, process):
-        origin = origin_of(providers)
+    with instance(*args) as (origin, process):
         # Created over new connections, spread over both workers: ids unique across them.
         jobs = [create_job(origin) for _ in range(6)]
         assert len(set(jobs)) == len(jobs), jobs
