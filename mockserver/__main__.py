@@ -25,7 +25,7 @@ from mockserver.app import create_app
 from mockserver.errors import MockError, StateError
 from mockserver.logs import Redactor, configure_logging
 from mockserver.mock import MOCK, Mock, build_mock
-from mockserver.serving import MockRunner
+from mockserver.serving import MockRunner, bind_error
 from mockserver.settings import (
     MEMORY_STATE,
     Settings,
@@ -163,7 +163,7 @@ async def serve(
             await site.start()
         except OSError as exc:
             print(
-                f"mockserver: cannot listen on {settings.host}:{settings.port}: {_reason(exc)}",
+                f"mockserver: cannot listen on {settings.host}:{settings.port}: {bind_error(exc)}",
                 file=sys.stderr,
             )
             return STARTUP_ERROR
@@ -217,11 +217,6 @@ def _report_ready(role: WorkerRole, message: dict[str, object]) -> None:
         os.write(role.ready_fd, json.dumps(message).encode() + b"\n")
     finally:
         os.close(role.ready_fd)
-
-
-def _reason(error: OSError) -> str:
-    # asyncio's bind error repeats the address around the system's words ("address already in use").
-    return os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ and its state is the shared backend (``--state redis://...``; ``settings.check_s
 Subprocesses rather than ``multiprocessing``: a worker runs exactly the command a person runs (parsing,
 logging, exit codes), nothing is pickled, and a crash is an exit code like any other.
 
-Start: worker 0 first, alone, so one instance opens (and seeds) an empty state prefix and a start-up
-failure (a port in use, an unreachable Redis) is printed once, by it; then the others, on the port worker
-0 bound (which is how ``--port 0`` works: worker 0 gets a free port, the rest join it). Each worker writes
+Start: the port is probed first, bound without ``SO_REUSEPORT`` and let go, so a port in use is refused
+as a single process refuses it (``SO_REUSEPORT`` alone would let the workers join another server of the
+same user on that port). Then worker 0, alone, so one instance opens (and seeds) an empty state prefix and
+a start-up failure (an unreachable Redis...) is printed once, by it; then the others, on the port worker 0
+bound (which is how ``--port 0`` works: worker 0 gets a free port, the rest join it). Each worker writes
 one JSON line, ``{"port", "pid", "banner"}``, on a pipe once it listens; the parent prints worker 0's
 banner once every worker listens. A generated control token reaches the workers in their environment
 (never on a command line, which other users can read).
@@ -41,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mockserver.serving import bind_error, probe_bind
 from mockserver.settings import Settings
 
 log = logging.getLogger("mockserver.workers")
@@ -118,6 +121,13 @@ class Supervisor:
         return code if code else (0 if clean else STOPPED_BADLY)
 
     async def _start_all(self) -> bool:
+        if self.settings.port != 0:
+            try:
+                probe_bind(self.settings.host, self.settings.port)
+            except OSError as exc:
+                host, port = self.settings.host, self.settings.port
+                print(f"mockserver: cannot listen on {host}:{port}: {bind_error(exc)}", file=sys.stderr)
+                raise StartFailed(0, "found the port taken") from None
         first = await self._start(0, self.settings.port)
         self._port = int(first.ready["port"])
         try:

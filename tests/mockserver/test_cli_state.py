@@ -8,6 +8,7 @@ The tests that need a running redis-server (``--workers 2`` serving, a password-
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -91,6 +92,19 @@ def test_an_unreachable_redis_is_one_line_naming_the_url_without_its_password(wo
     url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     line = refused(run("--port", str(free_port()), "--state", url, *workers))
     assert line.startswith(f"mockserver: cannot open the state at redis://:***@127.0.0.1:{port}/0: "), line
+
+
+def test_workers_do_not_join_another_reuse_port_server() -> None:
+    # Another server on the port, itself bound with SO_REUSEPORT: workers binding with SO_REUSEPORT would
+    # silently share its connections; the parent refuses the port as a single process would.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        # The state is never opened: the port is refused before any worker starts.
+        result = run("--port", str(port), "--workers", "2", "--state", "redis://127.0.0.1:1/0")
+    assert refused(result) == f"mockserver: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
 @pytest.mark.parametrize(("value", "message"), [("0", "must be greater than 0"), ("two", "whole number")])

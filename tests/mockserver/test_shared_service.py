@@ -175,6 +175,21 @@ def test_workers_share_one_port_and_print_one_banner(redis_server: Any, redis_pr
     assert stderr.count("stopping: in-flight requests have up to") == 2, stderr
 
 
+def test_workers_on_port_0_share_the_port_the_first_one_got(redis_server: Any, redis_prefix: str) -> None:
+    process, lines = start_with_env(0, "--workers", "2", MOCKSERVER_STATE=redis_server.url)
+    try:
+        port = int(lines[0].split("http://127.0.0.1:", 1)[1].split()[0])
+        assert port != 0
+        workers = children(process.pid)
+        assert len(workers) == 2
+        assert all(listening_sockets(pid, port) for pid in workers)
+        assert answers(f"http://127.0.0.1:{port}/_mock/providers")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=STOP_SECONDS)
+    assert process.returncode == 0, stderr
+
+
 def test_the_banner_is_printed_once_for_all_workers(redis_server: Any, redis_prefix: str) -> None:
     port = free_port()
     env = {"MOCKSERVER_STATE": redis_server.url, "MOCKSERVER_STATE_PREFIX": redis_prefix}
