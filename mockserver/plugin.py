@@ -22,11 +22,20 @@ reset (the keyword arguments of ``MockControl.fault``). The closest marker wins 
 
 ``--aigen-mock-check-violations`` (ini ``aigen_mock_check_violations = true``) fails a test after which
 the mock reports responses outside its own spec.
+
+State: ``state`` and ``state_prefix`` are settings like the others (marker, ``aigen_mock_settings``);
+``--aigen-mock-state URL`` / ``--aigen-mock-state-prefix NAME`` (ini ``aigen_mock_state``,
+``aigen_mock_state_prefix``) set them for the whole run. Every server gets a prefix of its own: servers of
+different settings must not share state (they would reset and finish each other's jobs), so the second
+distinct settings run on ``<prefix>-2``, the third on ``<prefix>-3``...; a prefix given explicitly (marker
+or fixture) is kept, so tests may put two servers on one prefix on purpose. Under pytest-xdist every
+worker's prefixes end in its id (``aigen-gw0``, ``aigen-gw1-2``...), so parallel workers never meet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +53,13 @@ if TYPE_CHECKING:
 MARKER = "aigen_mock"
 CHECK_OPTION = "--aigen-mock-check-violations"
 CHECK_INI = "aigen_mock_check_violations"
+STATE_OPTION = "--aigen-mock-state"
+STATE_INI = "aigen_mock_state"
+PREFIX_OPTION = "--aigen-mock-state-prefix"
+PREFIX_INI = "aigen_mock_state_prefix"
+DEFAULT_PREFIX = "aigen"
+SERVER_NUMBERS = pytest.StashKey[dict["Settings", int]]()
+"""Per run: the number of each distinct server settings seen, in order (its prefix's suffix)."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _TUPLE_SETTINGS = ("providers", "cors_origins", "webhook_hosts")
 _NOT_SETTINGS = ("host", "port")
@@ -61,6 +77,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail a test after which the mock reports responses outside its spec (GET /_mock/violations)",
     )
     parser.addini(CHECK_INI, type="bool", default=False, help="like " + CHECK_OPTION)
+    group.addoption(
+        STATE_OPTION,
+        metavar="URL",
+        default=None,
+        help="where the plugin's mock servers keep state: memory (default) or redis://HOST:PORT/DB",
+    )
+    parser.addini(STATE_INI, default="memory", help="like " + STATE_OPTION)
+    group.addoption(
+        PREFIX_OPTION,
+        metavar="NAME",
+        default=None,
+        help=f"the servers' Redis key prefix (default: {DEFAULT_PREFIX}; -<xdist worker id> is appended)",
+    )
+    parser.addini(PREFIX_INI, default=DEFAULT_PREFIX, help="like " + PREFIX_OPTION)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -90,6 +120,43 @@ def resolve_settings(base: Settings | Mapping[str, Any], options: Mapping[str, A
 
     settings = base if isinstance(base, Settings) else default_settings().with_changes(**_settings(base))
     return settings.with_changes(**_settings(options))
+
+
+def run_state(config: pytest.Config) -> dict[str, str]:
+    """The run-wide ``state`` and ``state_prefix`` (flag, then ini, then memory and ``aigen``)."""
+    state = config.getoption(STATE_OPTION) or config.getini(STATE_INI) or "memory"
+    prefix = config.getoption(PREFIX_OPTION) or config.getini(PREFIX_INI) or DEFAULT_PREFIX
+    return {"state": str(state), "state_prefix": str(prefix)}
+
+
+def xdist_worker(config: pytest.Config) -> str | None:
+    """This process's pytest-xdist worker id (``gw0``...), or None outside xdist workers."""
+    workerinput = getattr(config, "workerinput", None)
+    if isinstance(workerinput, dict) and workerinput.get("workerid"):
+        return str(workerinput["workerid"])
+    return os.environ.get("PYTEST_XDIST_WORKER") or None
+
+
+def isolate_state(settings: Settings, config: pytest.Config) -> Settings:
+    """``settings`` on a state prefix of their own: numbered per distinct settings unless the prefix was
+    chosen explicitly, and suffixed with the xdist worker id."""
+    from mockserver.errors import ConfigError
+    from mockserver.settings import check_state_prefix, check_state_url
+
+    prefix = settings.state_prefix
+    if prefix == run_state(config)["state_prefix"]:  # not chosen for this server
+        numbers = config.stash.setdefault(SERVER_NUMBERS, {})
+        number = numbers.setdefault(settings, len(numbers) + 1)
+        prefix = prefix if number == 1 else f"{prefix}-{number}"
+    worker = xdist_worker(config)
+    if worker:
+        prefix = f"{prefix}-{worker}"
+    try:
+        check_state_url(settings.state)
+        check_state_prefix(prefix)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"aigen_mock: {exc}") from None
+    return settings.with_changes(state_prefix=prefix)
 
 
 def _settings(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,7 +222,12 @@ def aigen_mock_server(
 ) -> ServerThread:
     """The running server for this test's settings (shared with every test of the same settings)."""
     options = {k: v for k, v in marker_options(request.node).items() if k != "faults"}
-    return aigen_mock_pool.get(resolve_settings(aigen_mock_settings, options))
+    base = aigen_mock_settings
+    if not isinstance(base, Mapping):  # a whole Settings is used as it is, its state included
+        settings = resolve_settings(base, options)
+    else:  # the run's state under the fixture's and the marker's choices
+        settings = resolve_settings({**run_state(request.config), **base}, options)
+    return aigen_mock_pool.get(isolate_state(settings, request.config))
 
 
 @pytest.fixture

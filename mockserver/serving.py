@@ -15,6 +15,8 @@ no request head, and a request sent in one piece never arms it.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -119,6 +121,26 @@ class MockHttpServer(web.Server):
         return HeaderTimeoutHandler(
             self, loop=self._loop, header_timeout=self._header_timeout, **self._kwargs
         )
+
+
+def bind_error(error: OSError) -> str:
+    """Why a listening socket could not be bound, in the system's words ("Address already in use")."""
+    # asyncio's bind error repeats the address around the system's words.
+    return os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+
+
+def probe_bind(host: str, port: int) -> None:
+    """Bind ``host:port`` (every address the name has) without ``SO_REUSEPORT`` and let go at once:
+    ``OSError`` when anything holds it, including another ``SO_REUSEPORT`` server, which workers binding
+    with ``SO_REUSEPORT`` would otherwise join silently."""
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
 
 
 class MockRunner(web.AppRunner):

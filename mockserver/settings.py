@@ -7,12 +7,16 @@ import functools
 import ipaddress
 import math
 import os
+import re
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from mockserver.errors import ConfigError
 from mockserver.resources import PROVIDER_IDS
 
 JOURNAL_ENTRIES = 10_000
@@ -28,6 +32,12 @@ RESOURCE_TTL = 24 * 3600.0
 MAX_RESOURCES = 10_000
 SEED_SECRET = "seed"
 """``signing_secret`` value deriving the signing keys from the seed (reproducible tests, loopback only)."""
+MEMORY_STATE = "memory"
+STATE_SCHEMES = ("redis", "rediss", "unix")
+"""What ``--state`` may name besides ``memory``: the URL schemes of redis-py's ``from_url``."""
+STATE_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+HIDDEN = "***"
+"""What a password in a state URL is shown as (banner, errors, logs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,96 @@ def with_control_token(settings: Settings) -> tuple[Settings, str | None]:
     return settings.with_changes(control_token=token), token
 
 
+def display_url(url: str) -> str:
+    """A state URL as it may be shown (banner, errors, logs): its password, in the address or in a
+    ``password=`` query value, replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparsable (a bad IPv6 bracket...): keep only the scheme and what follows any '@'
+        scheme, separator, rest = url.partition("://")
+        return f"{scheme}{separator}{HIDDEN}@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, address = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}{colon and ':' + HIDDEN}@{address}"
+    query = parts.query
+    if query and "pass" in query.lower():
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, HIDDEN if "pass" in k.lower() else v) for k, v in pairs], safe="*", quote_via=quote
+        )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    # Built by hand: urlunsplit would drop the empty address of unix:///path.
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{'?' if query else ''}{query}{fragment}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password(s) a state URL holds, as written and decoded (for the log redactor)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if "pass" in k.lower()]
+    except ValueError:
+        found = [url.partition("://")[2].rpartition("@")[0].partition(":")[2]]
+    return sorted({text for value in found if value for text in (value, unquote(value))})
+
+
+def check_state_url(url: str) -> str:
+    """``url`` if ``--state`` may take it (``memory``, or a redis://, rediss:// or unix:// URL redis-py
+    reads), else ``ConfigError`` with a one-line reason that never shows a password."""
+    if url == MEMORY_STATE:
+        return url
+    shown = display_url(url)
+    usage = "--state must be 'memory' or a redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix://PATH URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (reading it checks it: a port that is not a number raises ValueError)
+    except ValueError as exc:
+        reason = str(exc)
+        for secret in url_secrets(url):
+            reason = reason.replace(secret, HIDDEN)
+        raise ConfigError(f"{usage}: {shown!r} is not a valid URL ({reason})") from None
+    if parts.scheme not in STATE_SCHEMES or "://" not in url:
+        raise ConfigError(f"{usage}, not {shown!r}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{usage}: {shown!r} names no socket path")
+        return url
+    if not parts.hostname:
+        raise ConfigError(f"{usage}: {shown!r} names no host")
+    database = parts.path.removeprefix("/")
+    if database and not database.isdigit():
+        raise ConfigError(f"{usage}: the database in {shown!r} must be a number, not {database!r}")
+    return url
+
+
+def check_state_prefix(prefix: str) -> str:
+    """``prefix`` if it is 1-64 letters, digits, '_', '.' or '-', else ``ConfigError``."""
+    if not STATE_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"--state-prefix must be 1 to 64 letters, digits, '_', '.' or '-', not {prefix[:80]!r}"
+        )
+    return prefix
+
+
+def check_state(settings: Settings) -> Settings:
+    """``settings`` if their state, prefix and workers go together, else ``ConfigError`` (one line)."""
+    check_state_url(settings.state)
+    check_state_prefix(settings.state_prefix)
+    if settings.workers > 1:
+        if settings.state == MEMORY_STATE:
+            raise ConfigError(
+                f"--workers {settings.workers} needs a shared --state (redis://HOST:PORT/DB): with "
+                "'memory' every worker would keep its own keys, wallets and jobs and they would diverge"
+            )
+        if not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError(f"--workers {settings.workers} needs SO_REUSEPORT, which this system lacks")
+    return settings
+
+
 def _control_token(text: str) -> str:
     # Sent as 'Authorization: Bearer TOKEN': visible ASCII, no spaces (and never echoed in the error).
     if not text or not all("!" <= char <= "~" for char in text):
@@ -141,7 +241,10 @@ def _non_negative_float(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number greater than 0, not {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value
@@ -268,13 +371,62 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
     )
+    parser.add_argument(
+        "--state",
+        metavar="URL",
+        # Checked after parsing (check_state): an error names the URL without its password, on one line.
+        default=env.get("MOCKSERVER_STATE") or MEMORY_STATE,
+        help="where the mock keeps its state: 'memory' (this process, the default) or "
+        "redis://[:PASSWORD@]HOST:PORT/DB (also rediss://, unix://), shared by every instance on the "
+        "same --state-prefix",
+    )
+    parser.add_argument(
+        "--state-prefix",
+        metavar="NAME",
+        default=env.get("MOCKSERVER_STATE_PREFIX") or "aigen",
+        help="keep every Redis key under NAME: (1-64 of A-Z a-z 0-9 _ . -), so mocks sharing one Redis "
+        "do not see each other (default: aigen)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        default=env.get("MOCKSERVER_WORKERS") or "1",
+        help="serve the port from N processes (SO_REUSEPORT); more than 1 needs a shared --state "
+        "(default: 1)",
+    )
+    # Set by the parent of --workers N on each worker it starts; not for people.
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """What the parent of ``--workers N`` tells each worker process it starts (hidden flags)."""
+
+    index: int
+    """0 for the first worker (started alone, before the others), then 1, 2... (kept by a replacement)."""
+    ready_fd: int
+    """A pipe the worker writes one JSON line to once it listens (its port and banner), then closes."""
+
+
 def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
-    """Parse the command line (and ``MOCKSERVER_*`` variables) into settings."""
-    args = build_parser().parse_args(argv)
-    return Settings(
+    """Parse the command line (and ``MOCKSERVER_*`` variables) into settings (``ConfigError`` when the
+    state flags do not go together)."""
+    return parse_command_line(argv)[0]
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> tuple[Settings, WorkerRole | None]:
+    """The settings, and the worker role when the parent of ``--workers N`` started this process."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    role = None
+    if (args.worker_index is None) != (args.worker_ready_fd is None):
+        parser.error("--worker-index and --worker-ready-fd go together")
+    if args.worker_index is not None:
+        role = WorkerRole(index=args.worker_index, ready_fd=args.worker_ready_fd)
+    settings = Settings(
         host=args.host,
         port=args.port,
         seed=args.seed,
@@ -297,4 +449,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         journal_max_entries=args.journal_max_entries,
         journal_max_bytes=args.journal_max_bytes,
         control_token=args.control_token,
+        state=args.state,
+        state_prefix=args.state_prefix,
+        workers=args.workers,
     )
+    return check_state(settings), role
