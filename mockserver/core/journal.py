@@ -84,6 +84,11 @@ class Journal:
         row[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
         row[-1] += latency_ms
 
+    @staticmethod
+    def new_row() -> list[float]:
+        """A totals row of zeros: one count per latency bucket and +Inf, then the latency sum."""
+        return [0.0] * _ROW
+
     def publish(self, entry: Entry, request: Any, response: Any) -> None:
         """Tell the taps about an entry just recorded (the caller checks ``taps`` first: usually empty)."""
         for tap in self.taps:

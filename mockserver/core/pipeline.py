@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from mockserver.core.calls import (
     dump_bytes,
 )
 from mockserver.core.faults import fault_error
-from mockserver.core.journal import Entry, Journal, violation
+from mockserver.core.journal import LATENCY_BUCKETS_MS, Entry, Journal, violation
 from mockserver.core.ratelimit import LIMIT_HEADER
 from mockserver.core.router import Router
 from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
@@ -296,7 +297,13 @@ class ProviderService:
         )
         entry_id = state.record(row)
         journal = self.journal
-        journal.count(self.id, operation_id, status, latency_ms)
+        # ``journal.count``, inlined (a call a request): list arithmetic, made into metrics when scraped.
+        try:
+            counted = journal.totals[self.id, operation_id, status]
+        except KeyError:
+            counted = journal.totals[self.id, operation_id, status] = journal.new_row()
+        counted[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        counted[-1] += latency_ms
         if journal.taps:  # a dashboard listens (core/feed.py): otherwise this test is all it costs
             journal.publish(Entry(entry_id, *row), request, response)
         return response

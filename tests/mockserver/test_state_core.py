@@ -52,9 +52,17 @@ async def test_an_offset_set_by_a_backend_wakes_sleepers() -> None:
 
 
 def notice(mock: Any, topic: str) -> None:
-    """Raise a state notice on the running server's loop, as another instance's change would."""
+    """Raise a state notice on the running server's loop, as another instance's change would, and wait
+    until the server's watcher has taken it (it clears the event, then acts, in one step)."""
     server = mock.server
-    server._loop.call_soon_threadsafe(server.mock.state.changed(topic).set)
+
+    async def raise_and_wait() -> None:
+        changed = server.mock.state.changed(topic)
+        changed.set()
+        while changed.is_set():  # noqa: ASYNC110  (the watcher clears it: nothing to wait on)
+            await asyncio.sleep(0.01)
+
+    asyncio.run_coroutine_threadsafe(raise_and_wait(), server._loop).result(timeout=10)
 
 
 def wait_for(condition: Any, timeout: float = 10.0) -> None:
@@ -69,7 +77,6 @@ def test_a_reset_notice_resets_this_instances_local_parts(start_mock: Any) -> No
     first = mock.post(SPACEAI, "/v1/chat/completions", json=CHAT).json()["id"]
     assert mock.post(SPACEAI, "/v1/chat/completions", json=CHAT).json()["id"] != first
     notice(mock, "reset")  # another instance reset the shared state: the id counters start over
-    wait_for(lambda: not mock.server.mock.state.changed("reset").is_set())
     assert mock.post(SPACEAI, "/v1/chat/completions", json=CHAT).json()["id"] == first
 
 

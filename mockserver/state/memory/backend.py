@@ -32,6 +32,8 @@ from mockserver.state.seed import Seed
 
 MICROCENTS_PER_CENT = 1_000_000
 _NOTHING = Admission(None, None)
+_admission = tuple.__new__
+"""``Admission(rate, fault)`` without the named tuple's Python-level ``__new__`` (a frame a request)."""
 """What ``admit`` answers for a request neither counted nor faulted (made once: this is the hot path)."""
 
 
@@ -66,6 +68,8 @@ class MemoryState(State):
         self._due_order = itertools.count()
         """Ties between equal due times go to the first scheduled."""
         self._journal = JournalRing(settings.journal_max_entries, settings.journal_max_bytes)
+        # The ring's own method, bound once: ``record`` runs for every request, a delegating call costs.
+        self.record = self._journal.record  # type: ignore[method-assign]
         self._load()
 
     def _load(self) -> None:
@@ -295,11 +299,11 @@ class MemoryState(State):
                 windows[counted] = used
             rate = RateState(limit, limit - used if used < limit else 0, window + WINDOW_SECONDS, exceeded)
             if exceeded:  # the request is refused: it takes no fault
-                return Admission(rate, None)
+                return _admission(Admission, (rate, None))
         fault = self._take(provider, operation_id) if self._faults and operation_id is not None else None
         if rate is None and fault is None:
             return _NOTHING
-        return Admission(rate, fault)
+        return _admission(Admission, (rate, fault))
 
     def _take(self, provider: str, operation_id: str) -> FaultRecord | None:
         for fault in self._faults:
