@@ -47,7 +47,7 @@ from mockserver.core.spec import JSON_MEDIA_TYPE, Operation, ResponseSpec
 from mockserver.core.streaming import send_events
 from mockserver.core.validation import validate_request
 from mockserver.errors import ApiError, ClientGone, ErrorKind, SpecError, StateError, unavailable
-from mockserver.state.api import ProviderState
+from mockserver.state.api import MISS, ProviderState
 from mockserver.state.records import FaultRecord, KeyRecord
 
 log = logging.getLogger("mockserver")
@@ -231,9 +231,13 @@ class ProviderService:
         try:
             if self._scheme is not None:
                 credential = read_credential(self._scheme, headers)
-                key = await state.find_key(self.id, credential) if credential is not None else None
-                if key is not None and key.revoked:
+                if credential is None:
                     key = None
+                else:  # at hand (memory, a warm cache) without a coroutine, else asked for
+                    found = state.cached_key(self.id, credential)
+                    key = await state.find_key(self.id, credential) if found is MISS else found
+                    if key is not None and key.revoked:
+                        key = None
             else:
                 key = await self.auth.identify(headers, state, self.id)
             if key is None and error is None and plan is not None:
@@ -248,7 +252,9 @@ class ProviderService:
             else:
                 bucket, limit = None, 0
             operation_id = plan.operation.operation_id if error is None and plan is not None else None
-            admission = await state.admit(self.id, operation_id, bucket, limit)
+            admission = state.admit_now(self.id, operation_id, bucket, limit)
+            if admission is None:  # the backend must be asked (a round trip)
+                admission = await state.admit(self.id, operation_id, bucket, limit)
         except StateError as exc:
             key, error, extra = None, self._unavailable(exc), {}
         else:

@@ -58,6 +58,15 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 
+class Miss(enum.Enum):
+    """What ``cached_key`` answers when this instance cannot tell without asking the backend."""
+
+    MISS = "miss"
+
+
+MISS = Miss.MISS
+
+
 class Admission(NamedTuple):
     """What counting one request decided: its rate-limit window (None when not counted) and the fault
     injected into it (None when none matched). A named tuple: one is made per request, and a frozen
@@ -121,6 +130,12 @@ class State(abc.ABC):
     @abc.abstractmethod
     async def find_key(self, provider: str, secret: str) -> KeyRecord | None:
         """The key with this secret (revoked ones included: the caller decides), or None. Hot path."""
+
+    def cached_key(self, provider: str, secret: str) -> KeyRecord | Miss | None:
+        """``find_key`` answered without a round trip when this instance can (None: no such key), else
+        ``MISS`` (then ``await find_key``). Synchronous: the request path asks it first, so a backend that
+        holds its keys at hand (memory; a warm key cache) costs no coroutine. The default cannot tell."""
+        return MISS
 
     @abc.abstractmethod
     async def key_by_id(self, provider: str, key_id: str) -> KeyRecord | None:
@@ -189,6 +204,14 @@ class State(abc.ABC):
         ``bucket`` is None or the window is full) and, unless the window is full (the request is refused),
         take the first matching fault (``operation_id`` None: route errors take none). Hot path: one round
         trip at most."""
+
+    def admit_now(
+        self, provider: str, operation_id: str | None, bucket: str | None, limit: int
+    ) -> Admission | None:
+        """``admit`` done at once when this instance can (no round trip: memory), else None (then ``await
+        admit``). Synchronous, so the request path costs no coroutine where nothing is remote. The default
+        cannot."""
+        return None
 
     @abc.abstractmethod
     async def add_fault(self, fault: FaultRecord) -> FaultRecord:

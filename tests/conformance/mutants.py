@@ -171,17 +171,18 @@ def on_rate(change: Callable[[Mock, Bucket, int, RateState], RateState]) -> Patc
     """Report ``change(mock, bucket, limit, state)`` instead of each counted request's rate state."""
 
     def patch(mock: Mock) -> None:
-        admit = mock.state.admit
+        # The embedded mock's state is the memory backend, which admits synchronously (``admit_now``).
+        admit = mock.state.admit_now
 
-        async def counted(
+        def counted(
             provider: str, operation_id: str | None, bucket: str | None, limit: int
-        ) -> Admission:
-            admitted = await admit(provider, operation_id, bucket, limit)
-            if admitted.rate is None or bucket is None:
+        ) -> Admission | None:
+            admitted = admit(provider, operation_id, bucket, limit)
+            if admitted is None or admitted.rate is None or bucket is None:
                 return admitted
             return Admission(change(mock, (provider, bucket), limit, admitted.rate), admitted.fault)
 
-        mock.state.admit = counted  # type: ignore[method-assign]
+        mock.state.admit_now = counted  # type: ignore[method-assign]
 
     return patch
 
@@ -301,7 +302,7 @@ def _accepts_empty_messages(mock: Mock) -> None:
     service = mock.providers["studioaicore"]
     original = service._behave
 
-    async def behave(request: web.Request, plan: Any, params: Any, key: Any, fault: Any) -> Reply:
+    async def behave(request: web.Request, plan: Any, path_params: Any, key: Any, fault: Any) -> Reply:
         if plan.operation.operation_id == "createChat":
             try:
                 body = json.loads(await request.read())
@@ -320,7 +321,7 @@ def _accepts_empty_messages(mock: Mock) -> None:
                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                     }
                 )
-        return await original(request, plan, params, key, fault)
+        return await original(request, plan, path_params, key, fault)
 
     service._behave = behave  # type: ignore[method-assign]
 

@@ -169,9 +169,15 @@ def test_state_errors_are_counted_and_answered_as_the_providers_503(
     assert response.json()["error"]["type"] == "server_error"
     assert response.json()["error"]["message"]
     handlers["listModels"] = list_models
+
     # ... and in the stages before it (the key lookup, admission), on a chat completion.
+    def lost_sync(*_: Any, **__: Any) -> Any:
+        raise StateError("the state backend stopped answering")
+
     state = mock.server.mock.state
-    state.find_key = lost_state
+    # The request path asks the state's synchronous probes first (memory answers them; a remote backend
+    # defers to find_key/admit): a failure in either is the same 503.
+    state.cached_key = lost_sync
     response = mock.post(
         SPACEAI,
         "/v1/chat/completions",
@@ -179,10 +185,10 @@ def test_state_errors_are_counted_and_answered_as_the_providers_503(
     )
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "server_error"
-    del state.find_key
-    state.admit = lost_state
+    del state.cached_key
+    state.admit_now = lost_sync
     assert mock.get(SPACEAI, "/v1/models").status_code == 503
-    del state.admit
+    del state.admit_now
     # The control API answers a failing state with a JSON 503 too.
     state.faults = lost_state
     failed = mock.http.get(f"{mock.base_url}/_mock/faults", timeout=10)

@@ -149,7 +149,11 @@ class MemoryState(State):
     # -- keys and accounts ----------------------------------------------------------------------------
 
     async def find_key(self, provider: str, secret: str) -> KeyRecord | None:
-        """The key with this secret, or None (the hot path: two dict lookups)."""
+        """The key with this secret, or None."""
+        return self._keys[provider].get(secret)
+
+    def cached_key(self, provider: str, secret: str) -> KeyRecord | None:
+        """Every key is at hand: the request path's lookup is one dict read, no coroutine."""
         return self._keys[provider].get(secret)
 
     async def key_by_id(self, provider: str, key_id: str) -> KeyRecord | None:
@@ -282,6 +286,10 @@ class MemoryState(State):
         self, provider: str, operation_id: str | None, bucket: str | None, limit: int
     ) -> Admission:
         """Count the request in its fixed one-minute window and take the first matching fault."""
+        return self.admit_now(provider, operation_id, bucket, limit)
+
+    def admit_now(self, provider: str, operation_id: str | None, bucket: str | None, limit: int) -> Admission:
+        """``admit``, synchronously (nothing is remote): what the request path calls."""
         rate = None
         if bucket is not None:
             window = int(self.clock.now() // WINDOW_SECONDS) * WINDOW_SECONDS  # window_start, inlined
