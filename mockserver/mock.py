@@ -20,6 +20,7 @@ from mockserver.core.journal import Journal
 from mockserver.core.media import FileStore
 from mockserver.core.pipeline import ProviderService
 from mockserver.core.ratelimit import RateLimiter
+from mockserver.core.replay import Replay
 from mockserver.core.retention import Retention
 from mockserver.core.signing import SigningKeys
 from mockserver.core.spec import load_spec
@@ -45,6 +46,8 @@ class Mock:
     """This mock's own Prometheus registry (``GET /_mock/metrics``)."""
     feed: Feed
     """The live feed of requests for the dashboard (``GET /_mock/events``); idle until someone listens."""
+    replay: Replay | None = None
+    """``--replay DIR``: the recorded exchanges answering requests (``GET /_mock/replay``)."""
 
     def health_checks(self) -> dict[str, HealthCheck]:
         """What the mock depends on, by name (``GET /_mock/health``)."""
@@ -67,6 +70,8 @@ class Mock:
         self.feed.clear()
         self.faults.clear()
         self.services.jobs.reset()
+        if self.replay is not None:
+            self.replay.reset()
 
     async def start(self) -> None:
         """Start background machinery (the job loop, the webhook client); called from the app's startup."""
@@ -122,12 +127,19 @@ def build_mock(settings: Settings) -> Mock:
         webhooks=WebhookDispatcher(clock, settings.seed, signing, egress, on_violation=webhook_violation),
         signing=signing,
     )
+    # A malformed recording is a FixtureError naming its file (the CLI's exit 2), before anything serves.
+    replay = (
+        Replay.load(settings.replay, settings.replay_speed, settings.replay_strict)
+        if settings.replay
+        else None
+    )
     providers: dict[str, ProviderService] = {}
     for provider_id in provider_ids:
         loaded = LoadedProvider(module=load_module(provider_id), spec=load_spec(spec_path(provider_id)))
         services.webhooks.register(provider_id, compile_webhooks(loaded.spec))
         mount = "" if settings.provider else f"/{provider_id}"
-        providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount)
+        attached = replay.attach(provider_id, loaded.spec) if replay is not None else None
+        providers[provider_id] = ProviderService(loaded, services, limiter, journal, faults, mount, attached)
     registry = metrics.registry(journal, services.webhooks, services.store)
     feed = Feed(journal, lambda: [key for state in services.store.providers.values() for key in state.keys])
-    return Mock(settings, services, limiter, journal, faults, providers, registry, feed)
+    return Mock(settings, services, limiter, journal, faults, providers, registry, feed, replay)
