@@ -31,6 +31,9 @@ FORMAT = 1
 """The format version written in every file (``format: 1``)."""
 REDACTED = "[REDACTED]"
 """What replaces a secret value (the value only, never the text around it)."""
+REDACTED_IN_URL = "%5BREDACTED%5D"
+"""``REDACTED`` percent-encoded, as it replaces a value in a URL's query: the URL stays a valid URI (a
+``format: uri`` check passes) and its decoded query value is ``REDACTED``."""
 HEADER_COMMENT = (
     '# Recorded by `python -m conformance proxy`; edit freely (see README "Recording and replaying").\n'
 )
@@ -154,8 +157,9 @@ class Exchange:
 
 
 def redact_url(url: str) -> str:
-    """``url`` (or any text holding URLs) with signed-URL signatures and tokens redacted, value only."""
-    return _SIGNED_QUERY.sub(rf"\g<1>{REDACTED}", url)
+    """``url`` (or any text holding URLs) with signed-URL signatures and tokens redacted, value only
+    (``signature=%5BREDACTED%5D``: ``REDACTED_IN_URL``)."""
+    return _SIGNED_QUERY.sub(rf"\g<1>{REDACTED_IN_URL}", url)
 
 
 class _Redactor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -166,13 +167,13 @@ def test_redaction_value_only(tmp_path: Path) -> None:
     assert got.request.query == (("token", REDACTED), ("limit", "2"), ("note", f"key {REDACTED} end"))
     assert got.request.body == {
         "prompt": f"my key is {REDACTED}!",
-        "url": "http://127.0.0.1:8000/files/a.png?expires=1&signature=[REDACTED]&X-Amz-Signature=[REDACTED]"
-        "&sig=[REDACTED]",
+        "url": "http://127.0.0.1:8000/files/a.png?expires=1&signature=%5BREDACTED%5D&X-Amz-Signature=%5BREDACTED%5D"
+        "&sig=%5BREDACTED%5D",
         REDACTED: "as a key",
     }
     assert "set-cookie" not in got.response.headers
     assert got.response.headers["location"].endswith(
-        "signature=[REDACTED]&X-Amz-Signature=[REDACTED]&sig=[REDACTED]"
+        "signature=%5BREDACTED%5D&X-Amz-Signature=%5BREDACTED%5D&sig=%5BREDACTED%5D"
     )
     assert got.response.events is not None
     assert got.response.events[0].id == REDACTED
@@ -199,15 +200,19 @@ def test_binary_bodies_are_redacted_too(tmp_path: Path) -> None:
 
 
 def test_redact_url() -> None:
-    assert redact_url("https://x.test/a?signature=abc&b=1") == "https://x.test/a?signature=[REDACTED]&b=1"
+    assert redact_url("https://x.test/a?signature=abc&b=1") == "https://x.test/a?signature=%5BREDACTED%5D&b=1"
     assert redact_url("see https://x.test/a?x-goog-signature=00ff#frag") == (
-        "see https://x.test/a?x-goog-signature=[REDACTED]#frag"
+        "see https://x.test/a?x-goog-signature=%5BREDACTED%5D#frag"
     )
     assert (
         redact_url("https://x.test/signature/a?designature=keep")
         == "https://x.test/signature/a?designature=keep"
     )
     assert redact_url("https://x.test/a?token=") == "https://x.test/a?token="
+    # Still a URI (no brackets in a query), whose decoded value is the marker.
+    redacted = redact_url("https://x.test/a?signature=abc")
+    assert parse_qs(urlsplit(redacted).query) == {"signature": [REDACTED]}
+    assert redact_url(redacted) == redacted
 
 
 def write_raw(root: Path, name: str, text: str, provider: str = "spaceai") -> Path:
