@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from mockserver.core.calls import BytesReply, Call, EventReply, Handler, JsonReply, Reply
+from mockserver.core.calls import BytesReply, Call, EventReply, Handler, JsonReply, Reply, dump_bytes
 from mockserver.core.drift import Drift, check_exchange
 from mockserver.core.router import Router
-from mockserver.core.spec import Spec
+from mockserver.core.spec import JSON_MEDIA_TYPE, Spec
 from mockserver.errors import ApiError, ErrorKind
 from mockserver.recordings import (
     REDACTED,
@@ -203,7 +203,9 @@ class ProviderReplay:
 class Replay:
     """Every served provider's recordings from one folder, with what drifted from the specs."""
 
-    def __init__(self, folder: Path, recordings: Mapping[str, list[Exchange]], speed: float, strict: bool):
+    def __init__(
+        self, folder: Path, recordings: Mapping[str, list[Exchange]], speed: float, strict: bool
+    ) -> None:
         self.folder = folder
         self.speed = speed
         self.strict = strict
@@ -273,6 +275,9 @@ class Replay:
             )
         if body is None:
             return ReplayedBytes(b"", content_type or "application/octet-stream", response.status, headers)
+        if content_type and not content_type.lower().startswith(JSON_MEDIA_TYPE):
+            # A JSON document of another type (application/problem+json...) keeps the type it was sent with.
+            return ReplayedBytes(dump_bytes(body), content_type, response.status, headers)
         return ReplayedJson(body, response.status, headers)
 
     def _name(self, exchange: Exchange) -> str:

@@ -453,3 +453,87 @@ def test_the_cli_replays_and_refuses_a_malformed_file_with_exit_2(
     assert len(lines) == 1
     assert str(bad) in lines[0]
     assert "response.status must be an HTTP status" in lines[0]
+
+
+def test_binary_request_bodies_match_byte_for_byte_and_text_answers_keep_their_type(
+    replaying: Callable[..., MockControl], tmp_path: Path
+) -> None:
+    writer = RecordingWriter(tmp_path, "pahlavan")
+    query = (("key", "user/u/a.png"), ("expires", "1999999999"), ("signature", "ab" * 32))
+    upload = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    writer.write(
+        Exchange(
+            "pahlavan",
+            RecordedRequest(
+                method="PUT",
+                path="/api/v1/storage/upload",
+                query=query,
+                headers={"content-type": "image/png"},
+                body=upload,
+            ),
+            RecordedResponse(status=200, body={"key": "user/u/a.png", "bytes": 264, "status": "uploaded"}),
+            "2026-12-03T02:00:00Z",
+        )
+    )
+    gateway_page = "<html><body>502 Bad Gateway</body></html>\n"
+    writer.write(
+        Exchange(
+            "pahlavan",
+            RecordedRequest(method="POST", path="/api/v1/generations", body=IMAGE_REQUEST),
+            RecordedResponse(status=502, headers={"content-type": "text/html"}, body=gateway_page),
+            "2026-12-03T02:00:00Z",
+        )
+    )
+    problem = {"type": "about:blank", "title": "Not Found", "status": 404}
+    writer.write(
+        Exchange(
+            "pahlavan",
+            RecordedRequest(method="GET", path="/api/v1/videos/generations/vid_1"),
+            RecordedResponse(status=404, headers={"content-type": "application/problem+json"}, body=problem),
+            "2026-12-03T02:00:00Z",
+        )
+    )
+    assert (tmp_path / "pahlavan" / "000001-PUT-api-v1-storage-upload.request.png").read_bytes() == upload
+    mock = replaying(tmp_path)
+    params = dict(query)
+    put = mock.request(
+        "pahlavan",
+        "PUT",
+        "/api/v1/storage/upload",
+        params=params,
+        data=upload,
+        auth=False,
+        headers={"Content-Type": "image/png"},
+    )
+    assert put.json() == {"key": "user/u/a.png", "bytes": 264, "status": "uploaded"}
+    # One byte off: not the recorded request, so the mock's own storage answers (nothing was presigned).
+    other = mock.request(
+        "pahlavan",
+        "PUT",
+        "/api/v1/storage/upload",
+        params=params,
+        data=upload[:-1] + b"!",
+        auth=False,
+        headers={"Content-Type": "image/png"},
+    )
+    assert other.status_code in (400, 403, 404)
+    assert other.json() != put.json()
+    page = mock.post("pahlavan", "/api/v1/generations", json=IMAGE_REQUEST)
+    assert page.status_code == 502
+    assert page.headers["Content-Type"] == "text/html"
+    assert page.text == gateway_page
+    missing = mock.get("pahlavan", "/api/v1/videos/generations/vid_1")
+    assert missing.status_code == 404
+    assert missing.headers["Content-Type"] == "application/problem+json"
+    assert missing.json() == problem
+    drift = mock.control("GET", "/replay")["drift"]
+    assert [(d["file"], d["problem"].split(":")[0]) for d in drift] == [
+        (
+            "pahlavan/000002-POST-api-v1-generations.yaml",
+            "content type text/html is not declared for status 502",
+        ),
+        (
+            "pahlavan/000003-GET-api-v1-videos-generations-vid-1.yaml",
+            "content type application/problem+json is not declared for status 404",
+        ),
+    ]
