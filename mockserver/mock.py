@@ -23,6 +23,7 @@ from mockserver.core.journal import Journal, violation
 from mockserver.core.media import FileStore
 from mockserver.core.metrics import MockCollector
 from mockserver.core.pipeline import ProviderService
+from mockserver.core.replay import Replay
 from mockserver.core.signing import SigningKeys
 from mockserver.core.spec import load_spec
 from mockserver.core.textgen import TextGenerator, sentences
@@ -54,6 +55,8 @@ class Mock:
     collector: MockCollector
     feed: Feed
     """The live feed of requests for the dashboard (``GET /_mock/events``); idle until someone listens."""
+    replay: Replay | None = None
+    """``--replay DIR``: the recorded exchanges answering requests (``GET /_mock/replay``)."""
     secrets: list[str] = field(default_factory=list)
     """Every key's secret (the feed masks them): the seed's at first, re-read when keys change."""
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -88,6 +91,8 @@ class Mock:
         self.journal.clear()
         self.feed.clear()
         self.services.jobs.reset()
+        if self.replay is not None:
+            self.replay.reset()
 
     async def open(self) -> None:
         """Open the state (connect, seed or join) and take what it decides: the instance number, the
@@ -192,17 +197,24 @@ def build_mock(settings: Settings) -> Mock:
         signing=signing,
     )
     services.jobs.bind(services)
+    # A malformed recording is a FixtureError naming its file (the CLI's exit 2), before anything serves.
+    replay = (
+        Replay.load(settings.replay, settings.replay_speed, settings.replay_strict)
+        if settings.replay
+        else None
+    )
     providers: dict[str, ProviderService] = {}
     for provider_id in provider_ids:
         loaded = LoadedProvider(module=load_module(provider_id), spec=load_spec(spec_path(provider_id)))
         services.webhooks.register(provider_id, compile_webhooks(loaded.spec))
         services.jobs.register(provider_id, loaded.module.finishers())
         mount = "" if settings.provider else f"/{provider_id}"
-        providers[provider_id] = ProviderService(loaded, services, journal, mount)
+        attached = replay.attach(provider_id, loaded.spec) if replay is not None else None
+        providers[provider_id] = ProviderService(loaded, services, journal, mount, attached)
     collector = MockCollector(journal, services.webhooks, state)
     registry = metrics.registry(collector)
     mock = Mock(
-        settings, services, journal, providers, registry, collector, Feed(journal, lambda: mock.secrets)
+        settings, services, journal, providers, registry, collector, Feed(journal, lambda: mock.secrets), replay
     )
     mock.secrets = [key.key for pid in provider_ids for key in seeds[pid].keys]
     return mock

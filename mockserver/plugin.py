@@ -15,7 +15,8 @@ Fixtures:
     aigen_pahlavan_openai    ``openai.OpenAI`` on Pahlavan's OpenAI-compatible API (likewise)
 
 Marker ``@pytest.mark.aigen_mock(**options)``: any ``Settings`` field (``seed``, ``providers``,
-``rate_limit``, ``job_speed``, ``tokens_per_second``, ``fixtures``, ``cors_origins``, ``control_token``...)
+``rate_limit``, ``job_speed``, ``tokens_per_second``, ``fixtures``, ``cors_origins``, ``control_token``,
+``replay`` (a recordings folder, relative to the rootdir), ``replay_speed``, ``replay_strict``...)
 gives the test a server with those settings (cached per distinct settings; ``aigen_mock`` sends the
 ``control_token`` the server requires on every control call), and ``faults=[{...}]`` injects faults after the
 reset (the keyword arguments of ``MockControl.fault``). The closest marker wins per option.
@@ -62,6 +63,7 @@ SERVER_NUMBERS = pytest.StashKey[dict["Settings", int]]()
 """Per run: the number of each distinct server settings seen, in order (its prefix's suffix)."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _TUPLE_SETTINGS = ("providers", "cors_origins", "webhook_hosts")
+_PATH_SETTINGS = ("fixtures", "replay")
 _NOT_SETTINGS = ("host", "port")
 """Fixed by the plugin: every server listens on loopback, on a free port."""
 _OPENAI_MISSING = "needs the 'openai' package (pip install openai)"
@@ -98,7 +100,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): mock settings for this test (seed=, providers=, rate_limit=, job_speed=, "
-        "tokens_per_second=, fixtures=, control_token=, ...: a server per distinct settings) and "
+        "tokens_per_second=, fixtures=, control_token=, replay=DIR (relative to the rootdir), "
+        "replay_speed=, replay_strict=, ...: a server per distinct settings) and "
         "faults=[{...}] to inject",
     )
 
@@ -175,9 +178,18 @@ def _settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(result.get(name), list | str):  # a server per distinct settings: they must hash
             value = result[name]
             result[name] = (value,) if isinstance(value, str) else tuple(value)
-    if isinstance(result.get("fixtures"), str):
-        result["fixtures"] = Path(result["fixtures"])
+    for name in _PATH_SETTINGS:
+        if isinstance(result.get(name), str):
+            result[name] = Path(result[name])
     return result
+
+
+def _rooted(settings: Settings, rootdir: Path) -> Settings:
+    """``replay`` relative to pytest's rootdir (where ``pytest.ini``/``pyproject.toml`` is), as the marker's
+    ``replay="tests/recordings"`` reads, whatever the current directory or the test file's folder."""
+    if settings.replay is not None and not settings.replay.is_absolute():
+        return settings.with_changes(replay=rootdir / settings.replay)
+    return settings
 
 
 def marker_options(node: pytest.Item) -> dict[str, Any]:
@@ -227,6 +239,7 @@ def aigen_mock_server(
         settings = resolve_settings(base, options)
     else:  # the run's state under the fixture's and the marker's choices
         settings = resolve_settings({**run_state(request.config), **base}, options)
+    settings = _rooted(settings, request.config.rootpath)
     return aigen_mock_pool.get(isolate_state(settings, request.config))
 
 

@@ -90,6 +90,12 @@ class Settings:
     """Mock-clock seconds a resource requests created (job, generation, upload, file) is kept."""
     max_resources: int = MAX_RESOURCES
     """Most resources of one kind kept per provider; past it the oldest are dropped first."""
+    replay: Path | None = None
+    """A folder of recorded exchanges (``DIR/<provider>/*.yaml``) answering the requests they match."""
+    replay_speed: float = 1.0
+    """Replayed streams keep their recorded timing divided by this factor (0: as fast as possible)."""
+    replay_strict: bool = False
+    """A request no recording matches is a 404 in the provider's envelope instead of the mock's answer."""
 
     @property
     def loopback(self) -> bool:
@@ -240,6 +246,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _speed(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a factor, 0 (as fast as possible) or more")
+    return value
+
+
+def _env_flag(text: str | None) -> bool:
+    return (text or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -367,6 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
         "generated and printed once on any other)",
     )
     parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="DIR",
+        default=env.get("MOCKSERVER_REPLAY") or None,
+        help="answer requests that match a recorded exchange in DIR/<provider>/ with the recording",
+    )
+    parser.add_argument(
+        "--replay-speed",
+        type=_speed,
+        metavar="X",
+        default=env.get("MOCKSERVER_REPLAY_SPEED") or "1",
+        help="replay recorded streams X times as fast (default: 1, as recorded; 0: as fast as possible)",
+    )
+    parser.add_argument(
+        "--replay-strict",
+        action="store_true",
+        default=_env_flag(env.get("MOCKSERVER_REPLAY_STRICT")),
+        help="with --replay, answer a request no recording matches with a 404 (default: the mock answers)",
+    )
+    parser.add_argument(
         "--response-validation",
         choices=("off", "warn", "strict"),
         default=env.get("MOCKSERVER_RESPONSE_VALIDATION", "warn"),
@@ -452,5 +489,8 @@ def parse_command_line(argv: Sequence[str] | None = None) -> tuple[Settings, Wor
         state=args.state,
         state_prefix=args.state_prefix,
         workers=args.workers,
+        replay=args.replay,
+        replay_speed=args.replay_speed,
+        replay_strict=args.replay_strict,
     )
     return check_state(settings), role

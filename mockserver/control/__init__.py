@@ -3,9 +3,9 @@
 Modules: ``access`` (who may call it: the token, the Host check, JSON-only state changes, CORS
 preflights), ``base`` (what every route shares: the app key, the access check, JSON errors, parsing),
 ``state`` (providers, reset, clock, journal, files), ``faults``, ``webhooks``, ``accounts`` (accounts and
-keys), ``ops`` (metrics, health), ``events`` (the dashboard's live feed, request details, resources),
-``ui`` (the dashboard's files). Route modules import ``base`` only, never each other; ``base`` imports
-``access``.
+keys), ``ops`` (metrics, health), ``replay`` (recorded exchanges), ``events`` (the dashboard's live feed,
+request details, resources), ``ui`` (the dashboard's files). Route modules import ``base`` only, never each
+other; ``base`` imports ``access``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from mockserver.control.base import MOCK, guarded, unrouted
 from mockserver.control.events import EVENT_ROUTES, close_feed
 from mockserver.control.faults import FAULT_ROUTES
 from mockserver.control.ops import OPS_ROUTES
+from mockserver.control.replay import REPLAY_ROUTES
 from mockserver.control.state import STATE_ROUTES
 from mockserver.control.ui import UI_ROUTES
 from mockserver.control.webhooks import WEBHOOK_ROUTES
@@ -31,6 +32,7 @@ ROUTES = [
     *ACCOUNT_ROUTES,
     *OPS_ROUTES,
     *EVENT_ROUTES,
+    *REPLAY_ROUTES,
 ]
 """Every control route behind the token, relative to ``/_mock``."""
 PUBLIC_ROUTES = UI_ROUTES
