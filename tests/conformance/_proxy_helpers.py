@@ -92,7 +92,9 @@ def proxy_thread(provider: str, upstream: str, **changes: Any) -> AppThread:
 
 def violations(proxy_url: str, side: str | None = None) -> list[dict[str, Any]]:
     """``GET /_proxy/violations``, optionally one side's only."""
-    found: list[dict[str, Any]] = requests.get(f"{proxy_url}/_proxy/violations", timeout=10).json()["violations"]
+    found: list[dict[str, Any]] = requests.get(f"{proxy_url}/_proxy/violations", timeout=10).json()[
+        "violations"
+    ]
     return [v for v in found if side is None or v["side"] == side]
 
 
@@ -170,7 +172,13 @@ def _chunks(model: str, breaks: str, include_usage: bool) -> list[str]:
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         kind = "chat.completion" if breaks == "chunk_object" else "chat.completion.chunk"
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return {"id": "chatcmpl-test0002", "object": kind, "created": CREATED, "model": model, "choices": [choice]}
+        return {
+            "id": "chatcmpl-test0002",
+            "object": kind,
+            "created": CREATED,
+            "model": model,
+            "choices": [choice],
+        }
 
     events = [
         chunk({"role": "assistant", "content": ""}, None),
@@ -198,7 +206,9 @@ def breaking_app() -> web.Application:
             if breaks == "flat_error":
                 error: dict[str, Any] = {"message": "Invalid API key.", "type": "authentication_error"}
             else:
-                error = {"error": {"type": "authentication_error", "message": "Invalid API key.", "code": 401}}
+                error = {
+                    "error": {"type": "authentication_error", "message": "Invalid API key.", "code": 401}
+                }
             return web.json_response(error, status=401, headers=headers)
         body = await request.json()
         model = str(body.get("model", "gpt-4o"))

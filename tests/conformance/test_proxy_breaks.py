@@ -55,7 +55,9 @@ def _send(proxy: AppThread, path: str, body: dict[str, Any], key: str, breaks: s
     return response
 
 
-@pytest.mark.parametrize(("breaks", "provider", "path", "body", "key", "check"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("breaks", "provider", "path", "body", "key", "check"), CASES, ids=[c[0] for c in CASES]
+)
 def test_each_break_is_reported_under_its_check(
     proxies: dict[str, AppThread],
     breaks: str,
@@ -93,7 +95,9 @@ def _first_event_after(url: str) -> tuple[float, float]:
     """Seconds to the first event and to the end of a ``slow`` stream."""
     started = time.monotonic()
     headers = {"Authorization": GOOD_KEY, "X-Break": "slow"}
-    with requests.post(url + SPACEAI_CHAT, json=STREAMED, headers=headers, stream=True, timeout=30) as response:
+    with requests.post(
+        url + SPACEAI_CHAT, json=STREAMED, headers=headers, stream=True, timeout=30
+    ) as response:
         first = None
         for line in response.iter_lines():
             if line.startswith(b"data: ") and first is None:
