@@ -1,9 +1,10 @@
-"""Helpers for the proxy's tests: any aiohttp app served from a thread, the proxy as a subprocess, a bad upstream.
+"""Helpers for the proxy tests: an aiohttp app in a thread, the proxy as a subprocess, bad upstreams.
 
 ``AppThread``      an aiohttp app on 127.0.0.1 and a free port, served by its own loop in a background thread
-``ProxyProcess``   ``python -m conformance proxy ...`` as a user runs it; ``stop()`` sends SIGTERM, returns the exit
-``breaking_app``   a small upstream speaking SpaceAI's and Pahlavan's chat API that breaks ONE thing at a time:
-                   the request header ``X-Break`` names it (``ok`` or absent: a conforming answer)
+``ProxyProcess``   ``python -m conformance proxy ...`` as a user runs it; ``stop()`` sends SIGTERM, returns
+                   the exit status
+``breaking_app``   a small upstream speaking SpaceAI's and Pahlavan's chat API that breaks ONE thing at a
+                   time: the request header ``X-Break`` names it (``ok`` or absent: a conforming answer)
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def test_the_openai_client_plain_and_streamed_causes_no_violation(
         )
     )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert streamed and chunks[-1].usage is not None
+    assert streamed
+    assert chunks[-1].usage is not None
     assert list(client.chat.completions.create(model="gpt-4o", messages=messages, stream=True))
     assert [m.id for m in client.models.list()]
     exchanges = requests.get(f"{proxy.url}/_proxy/exchanges", timeout=10).json()["exchanges"]
