@@ -12,7 +12,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conformance.proxy.recorder import RecordingUnavailable
 from conformance.proxy.reporting import provider_run, write_reports
 from conformance.proxy.server import CHECKER, CONSOLE, LEDGER, create_app
 from conformance.proxy.settings import DEFAULT_HOST, DEFAULT_PORT, ProxySettings
@@ -91,8 +90,8 @@ async def serve(settings: ProxySettings) -> int:
     """Listen until SIGINT/SIGTERM, then write the reports; returns the exit status."""
     try:
         app = create_app(settings)
-    except RecordingUnavailable as exc:
-        print(f"conformance proxy: {exc}", file=sys.stderr)
+    except OSError as exc:  # the --record folder cannot be made
+        print(f"conformance proxy: cannot record to {settings.record}: {exc.strerror}", file=sys.stderr)
         return EXIT_ERROR
     ledger, checker = app[LEDGER], app[CHECKER]
     console = app[CONSOLE]

@@ -6,7 +6,6 @@ the credential values clients sent (learned as they pass) and signed-URL signatu
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -15,8 +14,9 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from conformance.client import REDACTED, SENSITIVE_HEADERS, Exchange, Redactor
+from conformance.client import SENSITIVE_HEADERS, Exchange, Redactor
 from conformance.proxy.checking import Finding
+from mockserver.recordings import CREDENTIAL_HEADERS, SIGNED_QUERY_NAMES, redact_url
 
 RECENT_EXCHANGES = 1000
 """Exchanges ``GET /_proxy/exchanges`` keeps (oldest dropped first)."""
@@ -26,15 +26,15 @@ MAX_EVIDENCE_PER_CHECK = 10
 """Exchanges kept per check as the reports' evidence (request as curl, response excerpt)."""
 MAX_SECRETS = 256
 """Credential values remembered for redaction."""
-SIGNED_PARAMS = ("signature", "sig", "token", "x-amz-signature", "x-goog-signature", "x-amz-security-token")
-_SIGNED = re.compile(r"(?i)([?&](?:" + "|".join(SIGNED_PARAMS) + r")=)[^&#\s\"'<>]+")
 
 
 class Secrets:
     """The credential values seen so far, and the one redaction every output goes through."""
 
     def __init__(self, credential_headers: Iterable[str] = ()) -> None:
-        self.headers = frozenset(SENSITIVE_HEADERS | {h.lower() for h in credential_headers})
+        self.headers = frozenset(
+            SENSITIVE_HEADERS | CREDENTIAL_HEADERS | {h.lower() for h in credential_headers}
+        )
         self.values: set[str] = set()
         self._redactor = Redactor(())
 
@@ -48,7 +48,7 @@ class Secrets:
                 if scheme.lower() in ("bearer", "basic", "token") and token.strip():
                     found.add(token.strip())
         for name, value in query.items():
-            if name.lower() in SIGNED_PARAMS and value:
+            if name.lower() in SIGNED_QUERY_NAMES and value:
                 found.add(value)
         # A fuzzing client sends a new made-up key with every request: keep a bounded set (credential headers
         # are masked whole wherever requests are shown, whatever the set holds).
@@ -63,7 +63,7 @@ class Secrets:
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value and URL signature replaced by ``[REDACTED]`` (the value only)."""
-        return _SIGNED.sub(lambda m: m.group(1) + REDACTED, self._redactor.text(text))
+        return redact_url(self._redactor.text(text))
 
 
 @dataclass(slots=True)

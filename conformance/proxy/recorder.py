@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from conformance.client import Exchange
+from mockserver import recordings
 from conformance.proxy.ledger import Secrets
 from conformance.proxy.sse import Event
 
@@ -25,18 +26,10 @@ DROPPED_RESPONSE_HEADERS = frozenset(
 )
 
 
-class RecordingUnavailable(Exception):
-    """The recording format's module is not installed with this version."""
-
-
 class Recorder:
     """Writes exchanges under ``root/<provider>/`` (one writer, renewed when a new secret is learned)."""
 
     def __init__(self, root: Path, provider: str, header_params: Iterable[str] = ()) -> None:
-        try:
-            from mockserver import recordings
-        except ImportError as exc:  # pragma: no cover - only before the format module exists
-            raise RecordingUnavailable("--record needs mockserver.recordings, missing here") from exc
         self._format = recordings
         self.root = root
         self.provider = provider
@@ -102,9 +95,12 @@ def _body(raw: bytes, content_type: str) -> Any:
     textual = media.startswith("text/") or media.endswith(("+json", "/json", "/xml", "/yaml"))
     if media == "application/json" or media.endswith("+json"):
         try:
-            return json.loads(raw)
+            parsed = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             pass
+        else:
+            # A top-level JSON string is kept as its text: to the format, ``str`` means ``body_text``.
+            return raw.decode("utf-8") if isinstance(parsed, str) else parsed
     if textual or media in ("", "application/x-www-form-urlencoded"):
         try:
             return raw.decode("utf-8")

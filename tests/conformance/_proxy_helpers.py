@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +32,13 @@ LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
 SLOW_PAUSE = 1.0
 """Seconds the ``slow`` stream waits after its first event."""
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
 
 
 class AppThread:
