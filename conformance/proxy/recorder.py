@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from conformance.client import Exchange
-from mockserver import recordings
 from conformance.proxy.ledger import Secrets
 from conformance.proxy.sse import Event
+from mockserver import recordings
 
 KEPT_REQUEST_HEADERS = ("content-type", "accept")
 """Request headers worth replaying; credentials never (the writer drops them too)."""

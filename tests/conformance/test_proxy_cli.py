@@ -1,4 +1,4 @@
-"""``python -m conformance proxy`` as a user runs it: exit status on SIGTERM/SIGINT, reports, recording, secrets.
+"""``python -m conformance proxy`` as a user runs it: exit status on a signal, reports, recording, secrets.
 
 The proxy runs as a real subprocess; its upstream is the real mock (Pahlavan at its root, so the signed URLs
 it builds from ``X-Forwarded-Host`` lead back through the proxy) or the test's breaking upstream.
