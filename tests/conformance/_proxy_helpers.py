@@ -110,7 +110,7 @@ def violations(proxy_url: str, side: str | None = None) -> list[dict[str, Any]]:
 class ProxyProcess:
     """``python -m conformance proxy ARGS --port PORT`` in a subprocess, its stdout and stderr in files."""
 
-    def __init__(self, args: list[str], port: int, folder: Path) -> None:
+    def __init__(self, args: list[str], port: int, folder: Path, cwd: Path | None = None) -> None:
         self.port = port
         self.out, self.err = folder / "proxy.out", folder / "proxy.err"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -120,6 +120,7 @@ class ProxyProcess:
                 stdout=out,
                 stderr=err,
                 env=env,
+                cwd=cwd,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while "conformance proxy:" not in self.err.read_text():
