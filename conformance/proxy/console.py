@@ -34,7 +34,8 @@ def exchange_line(record: ExchangeRecord) -> str:
         where = f"#{record.id} {record.method} {record.path} 502 {record.ms:.0f} ms"
         return f"{where} upstream unreachable: {record.error}"
     count = f"{record.violations} violation{'s' if record.violations != 1 else ''}"
-    return f"#{record.id} {record.method} {record.path} {record.status} {record.ms:.0f} ms {count}"
+    line = f"#{record.id} {record.method} {record.path} {record.status} {record.ms:.0f} ms {count}"
+    return f"{line} ({record.note})" if record.note else line
 
 
 def violation_line(violation: Violation) -> str:

@@ -99,6 +99,9 @@ class ExchangeRecord:
     violations: int
     at: float
     error: str | None = None
+    """Why the upstream gave no answer (the client got a 502)."""
+    note: str | None = None
+    """Why the exchange ended early (the client went away, the upstream broke off a stream)."""
 
     def as_json(self) -> dict[str, Any]:
         """The JSON form."""
@@ -112,6 +115,7 @@ class ExchangeRecord:
             "violations": self.violations,
             "at": self.at,
             **({"error": self.error} if self.error else {}),
+            **({"note": self.note} if self.note else {}),
         }
 
 

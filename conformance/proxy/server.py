@@ -8,10 +8,9 @@ and ``/_proxy/exchanges`` are the proxy's own and never forwarded.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -54,10 +53,16 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 @dataclass(slots=True)
 class _Stream:
-    """One streamed answer in flight: its events with their times, for the checks and the recording."""
+    """One streamed answer: its events with their times (for the checks and the recording), how it ended."""
 
-    events: list[tuple[float, Event]]
-    started: float
+    response: web.StreamResponse
+    events: list[tuple[float, Event]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    exchange: Exchange | None = None
+    note: str | None = None
+    """Why the stream ended early (the client went away, the upstream broke off), if it did."""
+    broken: bool = False
+    """The upstream broke off: the client's stream must end unfinished too."""
 
 
 def _drop_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str], *extra: str) -> CIMultiDict[str]:
@@ -116,23 +121,27 @@ async def forward(request: web.Request) -> web.StreamResponse:
             headers = client_headers(upstream)
             media = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if media == SSE:
-                response, exchange, stream, more = await _pass_stream(
-                    request, upstream, headers, matched, body
-                )
-                findings += more
-            else:
-                content = await upstream.read()
-                response = web.Response(
-                    status=upstream.status, reason=upstream.reason, headers=headers, body=content
-                )
-                exchange = _exchange(request, body, upstream, content, None)
-                stream = None
-                findings += checker.check_response(matched, exchange, streamed=False)
-                await response.prepare(request)
-                await response.write_eof()
+                # From here on the client has the status line: what fails is said, never a second answer.
+                passed = await _pass_stream(request, upstream, headers, matched, body)
+                findings += passed.findings
+                _finish(request, exchange_id, started, matched, findings, passed.exchange, passed)
+                if passed.broken and request.transport is not None:
+                    # Pass the break on as it happened (an unfinished body), not as a complete stream.
+                    request.transport.abort()
+                return passed.response
+            content = await upstream.read()
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         return _unreachable(request, exchange_id, started, matched, findings, exc)
-    _finish(request, exchange_id, started, matched, findings, exchange, stream)
+    response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=content)
+    exchange = _exchange(request, body, upstream, content, None)
+    findings += checker.check_response(matched, exchange, streamed=False)
+    note = None
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionResetError:
+        note = "the client went away before the answer was written"
+    _finish(request, exchange_id, started, matched, findings, exchange, None, note)
     return response
 
 
@@ -142,41 +151,42 @@ async def _pass_stream(
     headers: CIMultiDict[str],
     matched: Matched,
     body: bytes,
-) -> tuple[web.StreamResponse, Exchange, _Stream, list[Finding]]:
+) -> _Stream:
     """Write each chunk to the client as soon as it is read; judge each event as it completes."""
     checker = request.app[CHECKER]
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-    await response.prepare(request)
+    stream = _Stream(web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers))
+    await stream.response.prepare(request)
     opened = time.monotonic()
     judge = checker.stream(matched) if upstream.status == 200 else None
-    reader, stream, raw = EventReader(), _Stream([], opened), bytearray()
-    findings: list[Finding] = []
-    client_gone = False
+    reader, raw = EventReader(), bytearray()
 
     def take(events: list[Event]) -> None:
         now = time.monotonic() - opened
         for event in events:
             stream.events.append((now, event))
             if judge is not None:
-                findings.extend(judge.event(event.data))
+                stream.findings.extend(judge.event(event.data))
 
-    async for chunk in _chunks(upstream):
-        if not client_gone:
-            try:
-                await response.write(chunk)
-            except ConnectionResetError:
-                client_gone = True  # keep reading: the exchange is still judged and recorded
-        raw += chunk
-        take(reader.feed(chunk))
-    take(reader.close())
-    if not client_gone:
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
-    exchange = _exchange(request, body, upstream, bytes(raw), [e.data for _, e in stream.events])
-    findings += checker.check_response(matched, exchange, streamed=True)
+    try:
+        async for chunk in _chunks(upstream):
+            await stream.response.write(chunk)  # first to the client, then judged
+            raw += chunk
+            take(reader.feed(chunk))
+        take(reader.close())
+        await stream.response.write_eof()
+    except ConnectionResetError:
+        # Like any reverse proxy, stop reading (the upstream connection closes); the stream is not whole,
+        # so its framing is not judged.
+        stream.note, judge = "the client went away mid-stream", None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        take(reader.close())
+        stream.note = f"the upstream broke off the stream ({type(exc).__name__})"
+        stream.broken = True
+    stream.exchange = _exchange(request, body, upstream, bytes(raw), [e.data for _, e in stream.events])
+    stream.findings += checker.check_response(matched, stream.exchange, streamed=True)
     if judge is not None:
-        findings += judge.end(exchange)
-    return response, exchange, stream, findings
+        stream.findings += judge.end(stream.exchange)
+    return stream
 
 
 async def _chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -211,11 +221,15 @@ def _finish(
     started: float,
     matched: Matched,
     findings: list[Finding],
-    exchange: Exchange,
+    exchange: Exchange | None,
     stream: _Stream | None,
+    note: str | None = None,
 ) -> None:
+    """Note the exchange (ledger, console) and record it."""
     app = request.app
     ledger = app[LEDGER]
+    if exchange is None:  # a stream always has its exchange once passed
+        return
     record = ExchangeRecord(
         id=exchange_id,
         method=request.method,
@@ -225,13 +239,15 @@ def _finish(
         ms=(time.monotonic() - started) * 1000,
         violations=len(findings),
         at=ledger.stamp(),
+        note=stream.note if stream is not None else note,
     )
     app[CONSOLE].exchange(record, ledger.add(record, matched.operation_id, findings, exchange))
     recorder = app.get(RECORDER)
     if recorder is not None:
-        recorder.write(
-            request, exchange, [(t, e) for t, e in stream.events] if stream else None, ledger.secrets
-        )
+        try:
+            recorder.write(request, exchange, stream.events if stream else None, ledger.secrets)
+        except OSError as exc:
+            app[CONSOLE].say(f"#{exchange_id} not recorded: {exc}")
 
 
 def _unreachable(

@@ -231,10 +231,24 @@ def breaking_app() -> web.Application:
             await response.write(f"data: {data}\n\n".encode())
             if index == 0 and breaks == "slow":
                 await asyncio.sleep(SLOW_PAUSE)
+            if index == 1 and breaks == "cut":
+                raise ConnectionAbortedError("the upstream breaks off mid-stream")
         await response.write_eof()
         return response
 
+    async def echo(request: web.Request) -> web.Response:
+        """What arrived, exactly: method, raw path and query, headers, body (hex)."""
+        seen = {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": (await request.read()).hex(),
+        }
+        # A hop-by-hop header of the upstream's own: the proxy must not pass it on.
+        return web.json_response(seen, headers={"Connection": "X-Upstream-Hop", "X-Upstream-Hop": "1"})
+
     app = web.Application()
+    app.router.add_route("*", "/echo/{tail:.*}", echo)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/api/v1/chat/completions", chat)
     return app
