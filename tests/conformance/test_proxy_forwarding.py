@@ -1,4 +1,4 @@
-"""The proxy forwards as a reverse proxy does, records streams with their timing, and survives broken streams."""
+"""The proxy forwards as a reverse proxy does, records streams with their timing, survives broken streams."""
 
 from __future__ import annotations
 
