@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -44,8 +45,11 @@ def free_port() -> int:
 class AppThread:
     """An aiohttp app served on a free loopback port by an event loop in a daemon thread."""
 
-    def __init__(self, factory: Callable[[], web.Application]) -> None:
+    def __init__(
+        self, factory: Callable[[], web.Application], ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._factory = factory
+        self._ssl = ssl_context
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -55,8 +59,8 @@ class AppThread:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{LOOPBACK}:{self.port}"
+        """``http://127.0.0.1:<port>`` (``https`` when served with TLS)."""
+        return f"{'https' if self._ssl else 'http'}://{LOOPBACK}:{self.port}"
 
     def start(self) -> AppThread:
         """Serve; returns once the port is bound."""
@@ -81,7 +85,7 @@ class AppThread:
         try:
             runner = web.AppRunner(self._factory(), access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, LOOPBACK, 0)
+            site = web.TCPSite(runner, LOOPBACK, 0, ssl_context=self._ssl)
             await site.start()
             self.port = int(runner.addresses[0][1])
         except BaseException as exc:  # reported to the starting thread
@@ -110,10 +114,17 @@ def violations(proxy_url: str, side: str | None = None) -> list[dict[str, Any]]:
 class ProxyProcess:
     """``python -m conformance proxy ARGS --port PORT`` in a subprocess, its stdout and stderr in files."""
 
-    def __init__(self, args: list[str], port: int, folder: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        port: int,
+        folder: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.out, self.err = folder / "proxy.out", folder / "proxy.err"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "conformance", "proxy", *args, "--port", str(port)],

@@ -6,7 +6,11 @@ it builds from ``X-Forwarded-Host`` lead back through the proxy) or the test's b
 
 from __future__ import annotations
 
+import shutil
 import signal
+import ssl
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +29,7 @@ STREAMED = {
     "stream": True,
     "stream_options": {"include_usage": True},
 }
+CERT_OPTIONS = ("-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
@@ -92,10 +97,51 @@ def test_an_unreachable_upstream_is_a_502_not_a_violation(tmp_path: Path) -> Non
     assert "upstream unreachable" in proxy.output()
 
 
-def test_help_documents_the_exit_status(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def test_an_https_upstream(tmp_path: Path) -> None:
+    """TLS to the upstream, verified against the trust store (here a test CA given by SSL_CERT_FILE)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: no certificate for a TLS upstream")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            *CERT_OPTIONS,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    secure = AppThread(breaking_app, ssl_context=context).start()
+    try:
+        assert secure.url.startswith("https://")
+        proxy = ProxyProcess(
+            ["--provider", "spaceai", "--upstream", secure.url],
+            free_port(),
+            tmp_path,
+            env={"SSL_CERT_FILE": str(cert)},
+        )
+        _stream(proxy.url, "ok")
+        _stream(proxy.url, "no_done")
+        assert proxy.stop() == 1
+    finally:
+        secure.stop()
+    assert "#1 POST /v1/chat/completions 200" in proxy.output()
+    assert "the last event is not [DONE]" in proxy.output()
 
+
+def test_help_documents_the_exit_status(tmp_path: Path) -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "conformance", "proxy", "--help"], capture_output=True, text=True, timeout=60
     )
