@@ -280,8 +280,13 @@ def _unreachable(
 async def _session(app: web.Application) -> AsyncIterator[None]:
     # auto_decompress: bodies are judged decoded, so they are also served decoded (Content-Encoding dropped).
     connector = aiohttp.TCPConnector(limit=100)
+    # DummyCookieJar: a proxy keeps no cookies (one client's Set-Cookie must never reach another's request).
     async with aiohttp.ClientSession(
-        connector=connector, timeout=UPSTREAM_TIMEOUT, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=UPSTREAM_TIMEOUT,
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
     ) as session:
         app[SESSION] = session
         yield

@@ -256,7 +256,8 @@ def breaking_app() -> web.Application:
             "body": (await request.read()).hex(),
         }
         # A hop-by-hop header of the upstream's own: the proxy must not pass it on.
-        return web.json_response(seen, headers={"Connection": "X-Upstream-Hop", "X-Upstream-Hop": "1"})
+        headers = {"Connection": "X-Upstream-Hop", "X-Upstream-Hop": "1", "Set-Cookie": "upstream=1; Path=/"}
+        return web.json_response(seen, headers=headers)
 
     app = web.Application()
     app.router.add_route("*", "/echo/{tail:.*}", echo)

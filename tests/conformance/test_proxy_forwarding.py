@@ -77,6 +77,19 @@ def test_a_request_is_forwarded_as_a_reverse_proxy_would(upstream: AppThread, pr
         assert hop not in headers, hop
 
 
+def test_the_proxy_keeps_no_cookies(upstream: AppThread) -> None:
+    """An upstream's Set-Cookie goes to the client that got it, never into another client's request."""
+    # By name, not by address: a client library's cookie jar may ignore cookies of bare IP addresses.
+    proxy = proxy_thread("spaceai", f"http://localhost:{upstream.port}")
+    try:
+        first = requests.get(f"{proxy.url}/echo/one", timeout=10)
+        assert first.headers["Set-Cookie"] == "upstream=1; Path=/"
+        second = requests.get(f"{proxy.url}/echo/two", timeout=10).json()
+    finally:
+        proxy.stop()
+    assert "cookie" not in {name.lower() for name, _ in second["headers"]}
+
+
 def test_a_stream_is_recorded_with_its_timing(proxy: AppThread, tmp_path: Path) -> None:
     headers = {"Authorization": GOOD_KEY, "X-Break": "slow"}
     answer = requests.post(f"{proxy.url}/v1/chat/completions", json=STREAMED, headers=headers, timeout=30)
