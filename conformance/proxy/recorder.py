@@ -34,7 +34,8 @@ class Recorder:
         self.root = root
         self.provider = provider
         self.header_params = frozenset(h.lower() for h in header_params)
-        self._writer: Any = None
+        # Made now, so a folder that cannot be created stops the start (exit 2), not the first exchange.
+        self._writer = recordings.RecordingWriter(root, provider)
         self._known: frozenset[str] = frozenset()
         self.written = 0
 
@@ -47,7 +48,7 @@ class Recorder:
     ) -> Path:
         """Record one exchange; returns the file written."""
         fmt = self._format
-        if self._writer is None or secrets.values != self._known:
+        if secrets.values != self._known:
             self._known = frozenset(secrets.values)
             self._writer = fmt.RecordingWriter(self.root, self.provider, secrets=sorted(self._known))
         kept = KEPT_REQUEST_HEADERS + tuple(self.header_params)

@@ -30,6 +30,7 @@ STREAMED = {
     "stream": True,
     "stream_options": {"include_usage": True},
 }
+PROXY = (sys.executable, "-m", "conformance", "proxy")
 CERT_OPTIONS = ("-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
@@ -166,6 +167,16 @@ def test_help_documents_the_exit_status(tmp_path: Path) -> None:
         timeout=60,
     )
     assert usage.returncode == 2
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    unwritable = subprocess.run(
+        [*PROXY, "--provider", "spaceai", "--upstream", "http://x", "--record", str(blocked / "rec")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unwritable.returncode == 2
+    assert "cannot record to" in unwritable.stderr
 
 
 @pytest.fixture
