@@ -21,7 +21,7 @@ from mockserver.resources import PROVIDER_IDS
 EPILOG = """exit status (after SIGINT or SIGTERM, once the reports are written):
   0  no violation was seen, on either side
   1  at least one violation was seen (a request breaking the spec counts: it is the client's)
-  2  a usage error, or the address cannot be listened on
+  2  a usage error, an address it cannot listen on, or a --record folder it cannot create
 
 An upstream that cannot be reached answers the client 502 and is said on the console; it is not a
 violation of the contract. GET /_proxy/violations and GET /_proxy/exchanges are the proxy's own.
