@@ -36,6 +36,8 @@ EPILOG = """exit status:
 
 The last line of stdout is the verdict, e.g.
   RESULT: no violations in 9 checks; 6 not run: 3 need --allow-spend, 1 needs --webhook-listen (exit 3)
+
+`conformance proxy --provider ID --upstream URL ...` checks live traffic instead (`conformance proxy --help`).
 """
 ENV_API_KEY = "CONFORMANCE_API_KEY"
 ENV_WEBHOOK_SECRET = "CONFORMANCE_WEBHOOK_SECRET"
@@ -300,9 +302,14 @@ def _finish(runs: list[ProviderRun], settings: Settings, secrets: tuple[str, ...
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["proxy"]:
+        from conformance.proxy.cli import main as proxy_main
+
+        return proxy_main(arguments[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
         if args.against_mock:
             if args.base_url:
                 parser.error("--base-url does not go with --against-mock (the mock picks its own port)")

@@ -46,6 +46,17 @@ def money_problems(body: dict[str, Any]) -> list[str]:
     return found
 
 
+def quote_problems(data: dict[str, Any]) -> list[str]:
+    """A quote's ``affordable`` must be what its account and key checks say."""
+    account, key = data.get("account"), data.get("api_key")
+    affordable = bool(isinstance(account, dict) and account.get("affordable")) and bool(
+        isinstance(key, dict) and key.get("within_limit")
+    )
+    if data.get("affordable") is not affordable:
+        return [f"affordable is {data.get('affordable')} but account/api_key checks say {affordable}"]
+    return []
+
+
 def quote(
     ctx: Context,
     op: OperationInfo,
@@ -60,14 +71,8 @@ def quote(
     if exchange.status != 200 or not isinstance(data, dict):
         out.add(ctx.violation(check, op, f"the quote answered {exchange.status}", exchange))
         raise _Stop
-    for problem in money_problems(data):
+    for problem in money_problems(data) + quote_problems(data):
         out.add(ctx.violation(check, op, problem, exchange))
-    affordable = bool(data.get("account", {}).get("affordable")) and bool(
-        data.get("api_key", {}).get("within_limit")
-    )
-    if data.get("affordable") is not affordable:
-        message = f"affordable is {data.get('affordable')} but account/api_key checks say {affordable}"
-        out.add(ctx.violation(check, op, message, exchange))
     data["_exchange"] = exchange
     return data
 

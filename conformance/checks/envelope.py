@@ -27,24 +27,30 @@ def _pointer_value(document: Any, pointer: str) -> Any:
     return node
 
 
-def problems(ctx: Context, exchange: Exchange) -> list[str]:
-    """Why an error response is not in the provider's envelope (empty when it is)."""
+def envelope_problems(spec: SpecInfo, status_pointer: str | None, exchange: Exchange) -> list[str]:
+    """Why an error response is not in the spec's ``Error`` envelope (empty when it is)."""
     body = exchange.json()
     if exchange.media_type != "application/json" or body is None:
         return [
             f"the {exchange.status} response is not JSON (Content-Type {exchange.media_type or 'missing'})"
         ]
-    found = [f"envelope {e}" for e in ctx.spec.errors({"$ref": "#/components/schemas/Error"}, body)]
-    pointer = ctx.profile.status_pointer
-    if pointer:
+    found = [f"envelope {e}" for e in spec.errors({"$ref": "#/components/schemas/Error"}, body)]
+    if status_pointer:
         try:
-            value = _pointer_value(body, pointer)
+            value = _pointer_value(body, status_pointer)
         except KeyError:
-            found.append(f"the envelope has no {pointer} to echo the status {exchange.status}")
+            found.append(f"the envelope has no {status_pointer} to echo the status {exchange.status}")
         else:
             if value != exchange.status:
-                found.append(f"{pointer} is {json.dumps(value)} but the HTTP status is {exchange.status}")
+                found.append(
+                    f"{status_pointer} is {json.dumps(value)} but the HTTP status is {exchange.status}"
+                )
     return found
+
+
+def problems(ctx: Context, exchange: Exchange) -> list[str]:
+    """Why an error response is not in the provider's envelope (empty when it is)."""
+    return envelope_problems(ctx.spec, ctx.profile.status_pointer, exchange)
 
 
 def _cheap_authenticated(spec: SpecInfo, ctx: Context) -> OperationInfo | None:

@@ -53,6 +53,63 @@ def _usage_problems(usage: Any) -> list[str]:
     return []
 
 
+def stream_pointer(op: OperationInfo) -> str:
+    """The spec pointer of an operation's event-stream response."""
+    return f"{op.pointer}/responses/200/content/{SSE.replace('/', '~1')}"
+
+
+def event_problems(spec: SpecInfo, op: OperationInfo, index: int, data: str) -> list[str]:
+    """What is wrong with one event's ``data`` as it passes: not JSON, or not the spec's chunk schema."""
+    if data == DONE:
+        return []
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return [f"event {index} is not JSON: {data[:80]!r}"]
+    payload = spec.event_payload_schema(op) or {}
+    return [f"event {index}: {error}" for error in spec.errors(payload, chunk)[:3]]
+
+
+def _chunks(events: list[str]) -> list[dict[str, Any]]:
+    chunks = []
+    for data in events:
+        if data != DONE:
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(chunk, dict):
+                chunks.append(chunk)
+    return chunks
+
+
+def framing_problems(events: list[str], include_usage: bool) -> list[str]:
+    """What is wrong with a whole stream: ``[DONE]`` once and last, one id, usage chunk, a finish_reason."""
+    found = []
+    if not events or events[-1] != DONE:
+        found.append(f"the last event is not {DONE}")
+    if events.count(DONE) != 1:
+        found.append(f"{DONE} was sent {events.count(DONE)} times")
+    chunks = _chunks(events)
+    ids = {chunk.get("id") for chunk in chunks}
+    if len(ids) > 1:
+        found.append(f"the chunks carry {len(ids)} different ids")
+    if include_usage:
+        usage_chunks = [c for c in chunks if c.get("usage") is not None]
+        if len(usage_chunks) != 1:
+            found.append(f"include_usage asked for one usage chunk, got {len(usage_chunks)}")
+        elif usage_chunks[0] is not chunks[-1] or usage_chunks[0].get("choices"):
+            found.append("the usage chunk must be last before [DONE], with choices []")
+        if usage_chunks:
+            found += _usage_problems(usage_chunks[0]["usage"])
+    finishes = [
+        ch.get("finish_reason") for c in chunks for ch in c.get("choices") or [] if isinstance(ch, dict)
+    ]
+    if not any(finishes):
+        found.append("no chunk carries a finish_reason")
+    return found
+
+
 def streamed(ctx: Context) -> dict[str, Any]:
     """The streamed answer (sent once per run and cached): exchange, chunks, content, usage."""
     if "stream" not in ctx.cache:
@@ -100,45 +157,15 @@ def check_events(ctx: Context) -> Outcome:
         out.add(ctx.violation(check, op, f"expected a 200 {SSE} answer to stream: true", exchange))
         return out
     events = exchange.events or []
-    pointer = f"{op.pointer}/responses/200/content/{SSE.replace('/', '~1')}"
-    if not events or events[-1] != DONE:
-        out.add(ctx.violation(check, op, f"the last event is not {DONE}", exchange, pointer))
-    if events.count(DONE) != 1:
-        out.add(ctx.violation(check, op, f"{DONE} was sent {events.count(DONE)} times", exchange, pointer))
-    payload = ctx.spec.event_payload_schema(op) or {}
-    ids = set()
+    pointer = stream_pointer(op)
     for index, data in enumerate(events):
-        if data == DONE:
-            continue
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            out.add(ctx.violation(check, op, f"event {index} is not JSON: {data[:80]!r}", exchange, pointer))
-            continue
-        for error in ctx.spec.errors(payload, chunk)[:3]:
-            out.add(
-                ctx.violation(check, op, f"event {index}: {error}", exchange, pointer), key=f"schema|{error}"
-            )
-        if isinstance(chunk, dict):
-            ids.add(chunk.get("id"))
-    if len(ids) > 1:
-        out.add(ctx.violation(check, op, f"the chunks carry {len(ids)} different ids", exchange, pointer))
-    chunks = [c for c in result["chunks"] if isinstance(c, dict)]
-    usage_chunks = [c for c in chunks if c.get("usage") is not None]
-    if len(usage_chunks) != 1:
-        message = f"include_usage asked for one usage chunk, got {len(usage_chunks)}"
-        out.add(ctx.violation(check, op, message, exchange, pointer))
-    elif usage_chunks[0] is not chunks[-1] or usage_chunks[0].get("choices"):
-        out.add(
-            ctx.violation(check, op, "the usage chunk must be last before [DONE], with choices []", exchange)
-        )
-    for problem in _usage_problems(result["usage"]) if usage_chunks else []:
+        for problem in event_problems(ctx.spec, op, index, data):
+            # One schema error is listed once, whichever event carried it.
+            schema_error = problem.startswith("event ") and " is not JSON: " not in problem
+            key = f"schema|{problem.split(': ', 1)[-1]}" if schema_error else None
+            out.add(ctx.violation(check, op, problem, exchange, pointer), key=key)
+    for problem in framing_problems(events, include_usage=True):
         out.add(ctx.violation(check, op, problem, exchange, pointer))
-    finishes = [
-        ch.get("finish_reason") for c in chunks for ch in c.get("choices") or [] if isinstance(ch, dict)
-    ]
-    if not any(finishes):
-        out.add(ctx.violation(check, op, "no chunk carries a finish_reason", exchange, pointer))
     out.detail = f"{len(events)} events, {len(result['content'])} characters streamed"
     return out
 
