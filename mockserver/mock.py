@@ -214,7 +214,14 @@ def build_mock(settings: Settings) -> Mock:
     collector = MockCollector(journal, services.webhooks, state)
     registry = metrics.registry(collector)
     mock = Mock(
-        settings, services, journal, providers, registry, collector, Feed(journal, lambda: mock.secrets), replay
+        settings,
+        services,
+        journal,
+        providers,
+        registry,
+        collector,
+        Feed(journal, lambda: mock.secrets),
+        replay,
     )
     mock.secrets = [key.key for pid in provider_ids for key in seeds[pid].keys]
     return mock
