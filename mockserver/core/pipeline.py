@@ -152,6 +152,9 @@ class ProviderService:
                 raw = await request.read()  # the whole body came with the headers (or there is none)
             else:
                 raw = await _read_arriving_body(request, plan.max_body, self._read_timeout)
+                # Kept where aiohttp keeps a body ``read()`` returned: a later ``read()`` (a handler, the
+                # dashboard's capture) sees it, as it does for a body that came with its headers.
+                request._read_bytes = raw
         except web.HTTPRequestEntityTooLarge as exc:
             # A chunked body has no Content-Length to refuse up front: aiohttp stops reading it at the app's
             # client_max_size. The provider's 413 then, not the framework's exception (a 500).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -101,6 +102,31 @@ def test_requests_arrive_live_with_redacted_details(mock: Any) -> None:
     assert detail["response"]["status"] == 200
     assert key not in json.dumps(detail)
     assert other not in json.dumps(detail)
+
+
+def test_a_body_arriving_after_its_headers_is_captured(mock: Any) -> None:
+    """A body that reaches the mock after its headers (a slow or loaded client) is read chunk by chunk;
+    its details show it all the same (they showed none: the dashboard test failed under load)."""
+    key = mock.provider(SPACEAI).api_key
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "late body"}]}).encode()
+    host, port = mock.base_url.removeprefix("http://").rsplit(":", 1)
+    head = (
+        f"POST /{SPACEAI}/v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with listening(mock) as events, socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head)
+        time.sleep(0.3)  # real time: the headers are parsed and the body is awaited on its own
+        conn.sendall(body)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200")
+        entry = events.next_request()
+    detail = control(mock, "GET", f"/requests/{entry['id']}")
+    assert detail["request"]["body"] is not None
+    assert "late body" in detail["request"]["body"]["text"]
 
 
 def wait_for_no_taps(journal: Any) -> None:
