@@ -356,7 +356,7 @@ async def test_payloads_are_checked_against_the_spec(client: Client, receiver: R
     assert violation["problem"].startswith("webhook payload")
     # Still delivered: the log shows what happened, the receiver sees what was sent.
     assert len(receiver.received) == 1
-    client.mock.journal.violations.clear()
+    await client.mock.state.clear_journal()
 
 
 async def test_shutdown_with_a_pending_retry_is_clean(

@@ -161,9 +161,12 @@ USER_FILES = {
             assert aigen_mock.control("GET", "/clock")["offset"] == 7
     """,
     "test_violation.py": """
+        from mockserver.core.journal import violation
+
         def test_mock_misbehaves(aigen_mock, aigen_mock_server):
             # Stands in for a mock bug: a response outside the spec, as the mock itself records it.
-            aigen_mock_server.mock.journal.violation("spaceai", "listModels", 200, "broken on purpose")
+            found = violation("spaceai", "listModels", 200, "broken on purpose")
+            aigen_mock_server.run(aigen_mock_server.mock.state.add_violation(found))
     """,
 }
 
