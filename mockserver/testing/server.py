@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -17,6 +19,7 @@ from mockserver.serving import MockRunner
 from mockserver.settings import Settings
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
 
 
 class ServerThread:
@@ -51,6 +54,15 @@ class ServerThread:
         if self._mock is None:
             raise RuntimeError("the server is not running")
         return self._mock
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coroutine`` on the server's event loop and return its result (a test reading or changing
+        the state directly: ``server.run(server.mock.state.violations())``)."""
+        loop = self._loop
+        if loop is None or not self.running:
+            coroutine.close()
+            raise RuntimeError("the server is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
     def start(self, timeout: float = 10.0) -> ServerThread:
         """Start serving; returns once the port is bound (or raises what went wrong)."""

@@ -161,16 +161,12 @@ USER_FILES = {
             assert aigen_mock.control("GET", "/clock")["offset"] == 7
     """,
     "test_violation.py": """
-        import asyncio
-
         from mockserver.core.journal import violation
 
         def test_mock_misbehaves(aigen_mock, aigen_mock_server):
-            # Stands in for a mock bug: a response outside the spec, as the mock itself records it (in its
-            # state, on the server's own event loop).
+            # Stands in for a mock bug: a response outside the spec, as the mock itself records it.
             found = violation("spaceai", "listModels", 200, "broken on purpose")
-            stored = aigen_mock_server.mock.state.add_violation(found)
-            asyncio.run_coroutine_threadsafe(stored, aigen_mock_server._loop).result(10)
+            aigen_mock_server.run(aigen_mock_server.mock.state.add_violation(found))
     """,
 }
 
