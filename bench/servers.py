@@ -68,13 +68,19 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus kernel CPU seconds a live process has used (0 if it is gone)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds a live process has used (zeros if it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus kernel CPU seconds a live process has used (0 if it is gone)."""
+    return sum(cpu_split(pid))
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from run import KEY
-from servers import BenchError, Mock, cpu_seconds, peak_rss_mib, process_tree, raise_nofile, redis_server
+from servers import BenchError, Mock, cpu_split, peak_rss_mib, process_tree, raise_nofile, redis_server
 
 PATH = "/spaceai/v1/chat/completions"
 DONE = b"data: [DONE]\n\n"
@@ -211,6 +211,15 @@ def listen_overflows() -> int:
     return int(dict(zip(lines[0], lines[1], strict=True))["ListenOverflows"])
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Busy and steal CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle, steal = ticks[3] + ticks[4], ticks[7] if len(ticks) > 7 else 0
+    return (sum(ticks[:8]) - idle - steal) / hz, steal / hz
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile by nearest rank (NaN for no values)."""
     ordered = sorted(values)
@@ -282,17 +291,25 @@ def report(
     for kind, count in sorted(outcomes.items(), key=lambda item: -item[1]):
         if kind != OK:
             print(f"  error {kind}: {count}")
-    p99 = pct(first, 99)
+    wait = [(r[2] - r[0]) * 1000 for r in records if not math.isnan(r[2])]
     print(f"time to first event from sending, ms: {spread(first)}")
-    print(f"connect time before it, ms: {spread(connect)}")
+    print(f"connect time before sending, ms: {spread(connect)}")
+    print(f"time to first event from the start of connect (what a user waits), ms: {spread(wait)}")
     sent = [r[1] for r in records if not math.isnan(r[1])]
     print(f"ramp: last request sent {max(sent, default=start_at) - start_at:.2f} s after the start")
     spans = [(r[2], r[3]) for r in records if not math.isnan(r[2]) and not math.isnan(r[3])]
-    print(f"peak concurrent streams (first event received, not yet ended): {peak_concurrent(spans)}")
+    peak = peak_concurrent(spans)
+    print(f"peak concurrent streams (first event received, not yet ended): {peak}")
     print(f"total time: {max(ends, default=start_at) - start_at:.2f} s")
-    met = ok == args.streams and p99 < 1000
-    verdict = "met" if met else f"missed ({args.streams - ok} not completed, p99 {p99 / 1000:.2f} s)"
-    print(f"goal (all complete, p99 time to first event < 1 s): {verdict}")
+    # The issue's goal, all three parts: every stream completes, p99 of what a user waits (connect included)
+    # under 1 s, and the streams really were concurrent (a slow ramp would meet the first two one by one).
+    p99 = pct(wait, 99)
+    missed = [f"{args.streams - ok} not completed"] if ok < args.streams else []
+    missed += [f"p99 {p99 / 1000:.2f} s"] if not p99 < 1000 else []
+    missed += [f"peak concurrency {peak} of {args.streams}"] if peak < args.streams else []
+    met = not missed
+    verdict = "met" if met else f"missed: {'; '.join(missed)}"
+    print(f"goal (all complete, p99 time to first event < 1 s, all concurrent): {verdict}")
     return met
 
 
@@ -300,7 +317,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--url", help="a running mock (default: start one from this checkout)")
-    parser.add_argument("--mock-pid", type=int, help="with --url: the mock's PID, for its CPU and peak RSS")
+    parser.add_argument(
+        "--mock-pid", type=int, help="with --url: the mock's PID, for its (and its workers') CPU and peak RSS"
+    )
     parser.add_argument("--state", help="passed to the mock; 'redis': a redis-server started here")
     parser.add_argument("--state-prefix", help="passed to the mock")
     parser.add_argument("--workers", type=int, default=1, help="passed to the mock")
@@ -341,13 +360,13 @@ def main() -> int:
             print(f"sse_streams.py: {exc}", file=sys.stderr)
             return 2
         url = mock.url if mock is not None else args.url
-        pids = mock.pids() if mock is not None else ([args.mock_pid] if args.mock_pid else [])
-        if mock is not None and args.mock_pid is None and args.workers > 1:
-            pids = process_tree(mock.pid)
-        cpu_before = {pid: cpu_seconds(pid) for pid in pids}
-        overflows = listen_overflows()
+        # The mock's processes: with --workers, its workers too (children of the process started).
+        pids = process_tree(mock.pid if mock is not None else args.mock_pid) if mock or args.mock_pid else []
+        cpu_before = {pid: cpu_split(pid) for pid in pids}
+        overflows, (busy, steal) = listen_overflows(), machine_cpu()
         records, start_at, lines = drive(args, url)
         wall = time.monotonic() - start_at
+        busy, steal = (now - before for now, before in zip(machine_cpu(), (busy, steal), strict=True))
         print(
             f"{args.streams} streams of {args.tokens} tokens at {args.tokens_per_second:g} tokens/s against "
             f"{url}; {args.clients} client process(es), window {args.window or 'unbounded'}, "
@@ -356,12 +375,22 @@ def main() -> int:
         met = report(args, records, start_at)
         overflows = listen_overflows() - overflows
         print(f"listen backlog overflows during the run (ListenOverflows, whole machine): {overflows}")
+        # Beside the mock and the clients: is the machine itself (neighbours, the VM's host) short of CPU?
+        print(
+            f"machine: {busy / wall:.2f} of {os.cpu_count()} cores busy over the run (ours and neighbours'), "
+            f"{steal / wall:.2f} stolen by the VM's host"
+        )
         for line in lines:
             print(line)
         for pid in pids:
-            cpu = cpu_seconds(pid) - cpu_before.get(pid, 0.0)
-            rss = peak_rss_mib(pid)
-            print(f"mock process {pid}: CPU {cpu:.1f} s ({cpu / wall:.0%} of a core), peak RSS {rss:.0f} MiB")
+            user, kernel = (
+                now - then for now, then in zip(cpu_split(pid), cpu_before.get(pid, (0, 0)), strict=True)
+            )
+            cpu, rss = user + kernel, peak_rss_mib(pid)
+            print(
+                f"mock process {pid}: CPU {cpu:.1f} s ({cpu / wall:.0%} of a core; user {user:.1f} s, kernel "
+                f"{kernel:.1f} s; {cpu / max(len(records), 1) * 1e3:.2f} ms a stream), peak RSS {rss:.0f} MiB"
+            )
     return 0 if met else 1
 
 
