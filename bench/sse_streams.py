@@ -323,6 +323,10 @@ def main() -> int:
     parser.add_argument("--state", help="passed to the mock; 'redis': a redis-server started here")
     parser.add_argument("--state-prefix", help="passed to the mock")
     parser.add_argument("--workers", type=int, default=1, help="passed to the mock")
+    parser.add_argument(
+        "--mock-arg", action="append", default=[], metavar="ARG",
+        help="another argument for the mock, e.g. --mock-arg=--response-validation=off (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--tokens", type=int, default=20, help="max_tokens of each stream (default 20)")
     parser.add_argument("--tokens-per-second", type=float, default=20.0, help="the mock's pace (default 20)")
     parser.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
@@ -344,7 +348,7 @@ def main() -> int:
         mock: Mock | None = None
         try:
             if args.url is None:
-                extra = ["--tokens-per-second", str(args.tokens_per_second)]
+                extra = ["--tokens-per-second", str(args.tokens_per_second), *args.mock_arg]
                 state = args.state
                 if state == "redis":
                     state = stack.enter_context(redis_server())[0]
@@ -363,10 +367,11 @@ def main() -> int:
         # The mock's processes: with --workers, its workers too (children of the process started).
         pids = process_tree(mock.pid if mock is not None else args.mock_pid) if mock or args.mock_pid else []
         cpu_before = {pid: cpu_split(pid) for pid in pids}
-        overflows, (busy, steal) = listen_overflows(), machine_cpu()
+        overflows, (busy, steal), since = listen_overflows(), machine_cpu(), time.monotonic()
         records, start_at, lines = drive(args, url)
         wall = time.monotonic() - start_at
         busy, steal = (now - before for now, before in zip(machine_cpu(), (busy, steal), strict=True))
+        machine_wall = time.monotonic() - since
         print(
             f"{args.streams} streams of {args.tokens} tokens at {args.tokens_per_second:g} tokens/s against "
             f"{url}; {args.clients} client process(es), window {args.window or 'unbounded'}, "
@@ -377,8 +382,8 @@ def main() -> int:
         print(f"listen backlog overflows during the run (ListenOverflows, whole machine): {overflows}")
         # Beside the mock and the clients: is the machine itself (neighbours, the VM's host) short of CPU?
         print(
-            f"machine: {busy / wall:.2f} of {os.cpu_count()} cores busy over the run (ours and neighbours'), "
-            f"{steal / wall:.2f} stolen by the VM's host"
+            f"machine: {busy / machine_wall:.2f} of {os.cpu_count()} cores busy over the run (ours and "
+            f"neighbours'), {steal / machine_wall:.2f} stolen by the VM's host"
         )
         for line in lines:
             print(line)
