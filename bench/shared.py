@@ -2,7 +2,7 @@
 
     python bench/shared.py [--duration 5] [--rounds 3] [--baseline-rev REV] [--only memory,redis,...]
 
-Rows, each a mock started once and loaded in turn, round after round (A B C A B C ...), with
+Rows, each a mock started once and loaded in turn, round after round (A B C, then C B A, ...), with
 ``wrk -t1 -c32`` POSTing a non-streamed SpaceAI chat completion (as bench/run.py does):
 
 - ``memory``: this checkout's mock, state in memory, one process (the default ``--state``);
@@ -96,9 +96,14 @@ class Row:
 
 
 def ratio(top: Row, bottom: Row) -> str:
-    """Median and per-round list of top/bottom req/s."""
+    """Median and per-round list of top/bottom req/s, and the same for CPU per request (bottom/top)."""
     pairs = sorted(t.rps / b.rps for t, b in zip(top.runs, bottom.runs, strict=True))
-    return f"{statistics.median(pairs):.2f}  (rounds: {', '.join(f'{p:.2f}' for p in pairs)})"
+    # CPU per request moves less than req/s when neighbours take the CPU: a second view of the same runs.
+    cpu = sorted(b / t for t, b in zip(top.cpu_us, bottom.cpu_us, strict=True))
+    return (
+        f"{statistics.median(pairs):.2f}  (rounds: {', '.join(f'{p:.2f}' for p in pairs)});"
+        f"  by CPU per request: {statistics.median(cpu):.2f}  (rounds: {', '.join(f'{c:.2f}' for c in cpu)})"
+    )
 
 
 def report(rows: dict[str, Row], rev: str | None) -> None:
@@ -165,7 +170,9 @@ def main() -> int:
             for row in rows.values():
                 wrk(f"{row.mock.url}{PATH}", args.warmup, script)
         for number in range(args.rounds):
-            for row in rows.values():
+            # Every other round in reverse (A B C, C B A, ...): a load that drifts through the run
+            # favours no row.
+            for row in list(rows.values())[:: -1 if number % 2 else 1]:
                 row.measure(args.duration, script)
                 run = row.runs[-1]
                 print(
