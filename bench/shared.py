@@ -5,7 +5,8 @@
 Rows, each a mock started once and loaded in turn, round after round (A B C, then C B A, ...), with
 ``wrk -t1 -c32`` POSTing a non-streamed SpaceAI chat completion (as bench/run.py does):
 
-- ``memory``: this checkout's mock, state in memory, one process (the default ``--state``);
+- ``memory``: this checkout's mock (or ``--rev REV``'s), state in memory, one process (the default
+  ``--state``);
 - ``redis``: the same with ``--state redis://...``, one process;
 - ``workers2``: the same Redis with ``--workers 2`` (two processes on one port);
 - ``baseline``: with ``--baseline-rev REV``, the memory mock of another git revision (``git archive`` of
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from run import BODY, KEY, WRK_SCRIPT
-from servers import BenchError, Mock, checkout_at, cpu_seconds, redis_server
+from servers import ROOT, BenchError, Mock, checkout_at, cpu_seconds, redis_server
 
 ROWS = ("memory", "redis", "workers2", "baseline")
 PATH = "/spaceai/v1/chat/completions"
@@ -135,6 +136,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load per row first (default 1)")
     parser.add_argument("--baseline-rev", metavar="REV", help="also run the memory mock of this git revision")
     parser.add_argument(
+        "--rev", metavar="REV", help="run the other rows from this git revision (default: the working tree)"
+    )
+    parser.add_argument(
         "--only", metavar="ROWS", help=f"comma-separated rows to run, of {','.join(ROWS)} (default: all)"
     )
     args = parser.parse_args()
@@ -152,16 +156,17 @@ def main() -> int:
             redis_url, redis_pid = (
                 stack.enter_context(redis_server()) if {"redis", "workers2"} & set(wanted) else ("", None)
             )
+            tree = stack.enter_context(checkout_at(args.rev)) if args.rev else ROOT
             for name in (r for r in ROWS if r in wanted):  # the table's order, whatever --only's
                 if name == "memory":
-                    rows[name] = Row(name, stack.enter_context(Mock(name)))
+                    rows[name] = Row(name, stack.enter_context(Mock(name, checkout=tree)))
                 elif name == "baseline":
                     checkout = stack.enter_context(checkout_at(args.baseline_rev))
                     rows[name] = Row(name, stack.enter_context(Mock(name, checkout=checkout)))
                 else:
                     workers = 2 if name == "workers2" else 1
                     state = ["--state", redis_url, "--state-prefix", f"bench-{name}"]
-                    mock = stack.enter_context(Mock(name, state, workers=workers))
+                    mock = stack.enter_context(Mock(name, state, checkout=tree, workers=workers))
                     rows[name] = Row(name, mock, redis_pid)
         except BenchError as exc:
             print(f"shared.py: {exc}\n(leave out rows this checkout cannot run with --only)", file=sys.stderr)

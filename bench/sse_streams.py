@@ -44,7 +44,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from run import KEY
-from servers import BenchError, Mock, cpu_split, peak_rss_mib, process_tree, raise_nofile, redis_server
+from servers import (
+    ROOT,
+    BenchError,
+    Mock,
+    checkout_at,
+    cpu_split,
+    peak_rss_mib,
+    process_tree,
+    raise_nofile,
+    redis_server,
+)
 
 PATH = "/spaceai/v1/chat/completions"
 DONE = b"data: [DONE]\n\n"
@@ -295,6 +305,9 @@ def report(
     print(f"time to first event from sending, ms: {spread(first)}")
     print(f"connect time before sending, ms: {spread(connect)}")
     print(f"time to first event from the start of connect (what a user waits), ms: {spread(wait)}")
+    # Paced at --tokens-per-second, a stream lasts (events - 1) / pace; longer means the mock fell behind.
+    lasted = [(r[3] - r[2]) * 1000 for r in records if r[4] == OK]
+    print(f"stream duration, first event to end, ms: {spread(lasted)}")
     sent = [r[1] for r in records if not math.isnan(r[1])]
     print(f"ramp: last request sent {max(sent, default=start_at) - start_at:.2f} s after the start")
     spans = [(r[2], r[3]) for r in records if not math.isnan(r[2]) and not math.isnan(r[3])]
@@ -317,6 +330,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--url", help="a running mock (default: start one from this checkout)")
+    parser.add_argument("--rev", metavar="REV", help="start the mock of this git revision instead")
     parser.add_argument(
         "--mock-pid", type=int, help="with --url: the mock's PID, for its (and its workers') CPU and peak RSS"
     )
@@ -357,8 +371,9 @@ def main() -> int:
                 if args.state_prefix is not None:
                     extra += ["--state-prefix", args.state_prefix]
                 name = f"mock ({state or 'memory'}, {args.workers} worker(s))"
+                tree = stack.enter_context(checkout_at(args.rev)) if args.rev else ROOT
                 mock = stack.enter_context(
-                    Mock(name, extra, workers=args.workers, nofile=args.streams + 1024)
+                    Mock(name, extra, checkout=tree, workers=args.workers, nofile=args.streams + 1024)
                 )
         except BenchError as exc:
             print(f"sse_streams.py: {exc}", file=sys.stderr)
