@@ -360,12 +360,13 @@ def main() -> int:
     raise_nofile(args.streams + 1024)
     with contextlib.ExitStack() as stack:
         mock: Mock | None = None
+        redis_pid: int | None = None
         try:
             if args.url is None:
                 extra = ["--tokens-per-second", str(args.tokens_per_second), *args.mock_arg]
                 state = args.state
                 if state == "redis":
-                    state = stack.enter_context(redis_server())[0]
+                    state, redis_pid = stack.enter_context(redis_server())
                 if state is not None:
                     extra += ["--state", state]
                 if args.state_prefix is not None:
@@ -381,7 +382,8 @@ def main() -> int:
         url = mock.url if mock is not None else args.url
         # The mock's processes: with --workers, its workers too (children of the process started).
         pids = process_tree(mock.pid if mock is not None else args.mock_pid) if mock or args.mock_pid else []
-        cpu_before = {pid: cpu_split(pid) for pid in pids}
+        watched = [*pids, *([redis_pid] if redis_pid else [])]
+        cpu_before = {pid: cpu_split(pid) for pid in watched}
         overflows, (busy, steal), since = listen_overflows(), machine_cpu(), time.monotonic()
         records, start_at, lines = drive(args, url)
         wall = time.monotonic() - start_at
@@ -402,15 +404,18 @@ def main() -> int:
         )
         for line in lines:
             print(line)
-        for pid in pids:
-            user, kernel = (
-                now - then for now, then in zip(cpu_split(pid), cpu_before.get(pid, (0, 0)), strict=True)
-            )
+        streams, total = max(len(records), 1), 0.0
+        for pid in watched:
+            user, kernel = (now - then for now, then in zip(cpu_split(pid), cpu_before[pid], strict=True))
             cpu, rss = user + kernel, peak_rss_mib(pid)
+            total += cpu if pid != redis_pid else 0.0
             print(
-                f"mock process {pid}: CPU {cpu:.1f} s ({cpu / wall:.0%} of a core; user {user:.1f} s, kernel "
-                f"{kernel:.1f} s; {cpu / max(len(records), 1) * 1e3:.2f} ms a stream), peak RSS {rss:.0f} MiB"
+                f"{'redis-server' if pid == redis_pid else 'mock process'} {pid}: CPU {cpu:.1f} s "
+                f"({cpu / wall:.0%} of a core; user {user:.1f} s, kernel {kernel:.1f} s; "
+                f"{cpu / streams * 1e3:.2f} ms per stream of the run), peak RSS {rss:.0f} MiB"
             )
+        if len(pids) > 1:
+            print(f"mock, all processes: CPU {total:.1f} s, {total / streams * 1e3:.2f} ms per stream")
     return 0 if met else 1
 
 
