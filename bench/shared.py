@@ -26,15 +26,24 @@ import argparse
 import contextlib
 import json
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from run import BODY, KEY, WRK_SCRIPT
-from servers import ROOT, BenchError, Mock, checkout_at, cpu_seconds, redis_server
+from servers import ROOT, BenchError, Mock, checkout_at, cpu_seconds, machine_cpu, redis_server
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 
 ROWS = ("memory", "redis", "workers2", "baseline")
 PATH = "/spaceai/v1/chat/completions"
@@ -81,6 +90,7 @@ class Row:
     mock: Mock
     redis_pid: int | None = None
     runs: list[WrkRun] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)  # cores busy with neither the row nor wrk, each run
     cpu_us: list[float] = field(default_factory=list)  # the mock's CPU per request, each run
     redis_cpu_us: list[float] = field(default_factory=list)
 
@@ -88,12 +98,18 @@ class Row:
         """One wrk run, with the CPU the mock (and redis-server) spent on it."""
         mock_before = self.mock.cpu_seconds()
         redis_before = cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+        machine_before, wrk_before, since = machine_cpu()[0], children_cpu(), time.monotonic()
         run = wrk(f"{self.mock.url}{PATH}", duration, script)
+        busy, wall = machine_cpu()[0] - machine_before, time.monotonic() - since
         self.runs.append(run)
         served = max(run.requests, 1)
-        self.cpu_us.append((self.mock.cpu_seconds() - mock_before) / served * 1e6)
+        mock = self.mock.cpu_seconds() - mock_before
+        redis = cpu_seconds(self.redis_pid) - redis_before if self.redis_pid else 0.0
+        self.cpu_us.append(mock / served * 1e6)
         if self.redis_pid:
-            self.redis_cpu_us.append((cpu_seconds(self.redis_pid) - redis_before) / served * 1e6)
+            self.redis_cpu_us.append(redis / served * 1e6)
+        # Whatever else ran meanwhile (neighbours, kernel threads): a run they crowded says less.
+        self.others.append(max(busy - mock - redis - (children_cpu() - wrk_before), 0.0) / wall)
 
 
 def ratio(top: Row, bottom: Row) -> str:
@@ -181,7 +197,8 @@ def main() -> int:
                 row.measure(args.duration, script)
                 run = row.runs[-1]
                 print(
-                    f"round {number + 1} {row.name:<9} {run.rps:8.0f} req/s  p99 {run.p99_ms:6.1f} ms",
+                    f"round {number + 1} {row.name:<9} {run.rps:8.0f} req/s  p99 {run.p99_ms:6.1f} ms  "
+                    f"(other processes took {row.others[-1]:.2f} cores)",
                     flush=True,
                 )
         report(rows, args.baseline_rev)
