@@ -137,6 +137,10 @@ def report(rows: dict[str, Row], rev: str | None) -> None:
             f"{redis_cpu:>12} {sum(r.errors for r in row.runs):>6} {row.mock.startup:>7.2f}  {rss}"
         )
     print()
+    for row in rows.values():
+        if row.redis_cpu_us and statistics.median(row.redis_cpu_us) < 0.5:
+            # A request on the Redis backend costs redis-server several microseconds; none means no Redis.
+            print(f"warning: redis-server did almost no work for the {row.name} row: is it on Redis at all?")
     if "redis" in rows and "memory" in rows:
         print(f"redis / memory, 1 process (goal >= 0.5):   {ratio(rows['redis'], rows['memory'])}")
     if "workers2" in rows and "redis" in rows:
