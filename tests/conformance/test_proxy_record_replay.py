@@ -59,6 +59,7 @@ def test_recorded_through_the_proxy_replays_into_another_seed(
     own = start_mock(seed=2, provider=PROVIDER)  # what seed 2 says by itself
     with client_for(own.base_url, key) as client:
         own_plain, own_chunks = ask(client)
+    assert own_chunks != recorded_chunks
     assert own_plain["choices"] != recorded_plain["choices"]
 
     replaying = start_mock(seed=2, provider=PROVIDER, replay=tmp_path, replay_speed=0)
