@@ -134,6 +134,8 @@ class JobEngine:
         self._epoch = 0
         """Bumped by ``reset``: a finisher started before it does not store its job into the new state."""
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Set by ``stop``: the loop ends at its next turn even if a cancellation was lost."""
 
     # -- wiring -------------------------------------------------------------------------------------
 
@@ -305,7 +307,7 @@ class JobEngine:
     async def _loop(self) -> None:
         changed = self._state.changed("jobs")
         clock = self._state.changed("clock")
-        while True:
+        while not self._stopping:
             # Cleared before re-reading: a change made while reading sets them again.
             changed.clear()
             clock.clear()
@@ -333,13 +335,20 @@ class JobEngine:
     def start(self) -> None:
         """Run the background loop (from the app's startup)."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="mockserver-jobs")
 
     async def stop(self) -> None:
         """Stop the background loop cleanly (finishers running here are left to end; unstored ones are
         run again by an instance once their lease ran out)."""
         if self._task is not None:
+            # The flag, then the cancellation: a cancellation that lands while the loop is in a state call
+            # can come back as that call's error (the Redis client turns it into a connection error), which
+            # the loop takes for an outage and survives; the flag ends it at its next turn (within the
+            # re-check interval) all the same.
+            self._stopping = True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=RECHECK_SECONDS * 3)
+            if not done:
+                log.warning("the job loop did not stop in time; left behind")
             self._task = None

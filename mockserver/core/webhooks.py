@@ -177,6 +177,8 @@ class WebhookDispatcher:
         self._progress = asyncio.Event()
         """Set whenever an attempt here ended (the loop and ``settle`` wait on it)."""
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Set by ``stop``: the loop ends at its next turn even if a cancellation was lost."""
         self._counter = 0
         self.attempt_outcomes: Counter[str] = Counter()
         """Attempts made by this instance since start, by outcome (never reset: the metrics read it)."""
@@ -206,6 +208,7 @@ class WebhookDispatcher:
         """Open the HTTP client session and start the delivery loop (from the app's startup)."""
         self._open_session()
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="mockserver-webhooks")
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -223,9 +226,15 @@ class WebhookDispatcher:
         """Stop the loop, cancel attempts in flight and close the session. Pending deliveries stay in the
         state: an instance sharing it (or this one, restarted on a durable state) delivers them later."""
         if self._task is not None:
+            # The flag, then the cancellation: a cancellation that lands while the loop is in a state call
+            # can come back as that call's error (the Redis client turns it into a connection error), which
+            # the loop takes for an outage and survives; the flag ends it at its next turn (within the
+            # re-check interval) all the same.
+            self._stopping = True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=RECHECK_SECONDS * 3)
+            if not done:
+                log.warning("the webhook loop did not stop in time; left behind")
             self._task = None
         attempts = list(self._attempting.values())
         with contextlib.suppress(StateError):
@@ -352,7 +361,7 @@ class WebhookDispatcher:
     async def _loop(self) -> None:
         changed = self._state.changed("deliveries")
         clock = self._state.changed("clock")
-        while True:
+        while not self._stopping:
             # Cleared before re-reading: a change made while reading sets them again.
             changed.clear()
             clock.clear()

@@ -91,6 +91,12 @@ class Conn:
         try:
             return await awaitable
         except (TimeoutError, RedisError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The client turns a cancellation met mid-command into its own connection error: that is
+                # the caller being stopped, not the state failing. Turned into StateError, a background
+                # loop took it for an outage and went on looping, and its process never stopped.
+                raise asyncio.CancelledError() from exc
             raise self.error(exc) from None
 
     async def close(self) -> None:
