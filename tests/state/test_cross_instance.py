@@ -357,8 +357,11 @@ def test_a_killed_instance_leaves_its_delivery_to_the_other(
         run_with_webhook(mocks[0].origin, receiver.url)
         advance(mocks[1].origin, PAST_ANY_JOB)
         ((headers, port),) = receiver.wait(1)
-        sender = pid_of_peer(port)
-        (claimer,) = [m for m in mocks if m.process is not None and m.process.pid == sender]
+        pids = {m.process.pid: m for m in mocks if m.process is not None}
+        # /proc is read while the processes run (file descriptors come and go under the scan): look again
+        # for a while rather than once (a single look found no owner once in a CI run).
+        sender = wait_until(lambda: (pid := pid_of_peer(port)) in pids and pid, "the sending mock")
+        claimer = pids[sender]
         (other,) = [m for m in mocks if m is not claimer]
         claimer.stop(signal.SIGKILL)  # mid-delivery: the attempt is never recorded
         time.sleep(0.5)
