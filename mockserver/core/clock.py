@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 
 class Clock:
@@ -51,3 +52,16 @@ class Clock:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=remaining)
+
+    async def wait_any(self, due: float | None, events: tuple[asyncio.Event, ...], recheck: float) -> None:
+        """Until ``due`` on this clock (None: no deadline), one of ``events`` is set, or ``recheck`` real
+        seconds; the helper tasks are gone when it returns, cancellation included."""
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait()) for event in events]
+        if due is not None:
+            waiters.append(asyncio.ensure_future(self.sleep_until(due)))
+        try:
+            await asyncio.wait(waiters, timeout=recheck, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)

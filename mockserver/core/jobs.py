@@ -321,16 +321,7 @@ class JobEngine:
 
     async def _sleep(self, due: float | None, *events: asyncio.Event) -> None:
         """Until ``due`` on the clock, one of ``events`` (jobs, the clock) or the re-check interval."""
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait()) for event in events]
-        if due is not None:
-            waiters.append(asyncio.ensure_future(self._clock.sleep_until(due)))
-        try:
-            await asyncio.wait(waiters, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Also on cancellation (shutdown): leave no helper task behind.
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await self._clock.wait_any(due, events, RECHECK_SECONDS)
 
     def start(self) -> None:
         """Run the background loop (from the app's startup)."""
