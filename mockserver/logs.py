@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mockserver.recordings.redaction import CREDENTIAL_HEADERS
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
 _EXCERPT = re.compile(r"""[ :]*b?(?P<q>['"])(?P<quoted>.*)(?P=q)[.]?""")
@@ -24,17 +26,6 @@ _HEADER_NAME = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):")
 MAX_REASON_CHARS = 300
 """A malformed request's reason is cut here: the offending line may be up to the parser's limit long."""
 
-_HEADERS = (
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "cookie",
-    "set-cookie",
-    "webhook-signature",
-    "x-amz-security-token",
-)
 _QUERY = (
     "signature",
     "sig",
@@ -64,7 +55,8 @@ class Redactor:
         for key in api_keys:
             cut = max(key.rfind("_"), key.rfind("-")) + 1
             shapes.add(re.escape(key[:cut]) + r"[A-Za-z0-9._~+/=-]+" if cut >= 3 else re.escape(key))
-        header = "|".join(map(re.escape, _HEADERS))
+        # Longest first: a name that ends another (authorization, proxy-authorization) never cuts it short.
+        header = "|".join(map(re.escape, sorted(CREDENTIAL_HEADERS, key=len, reverse=True)))
         query = "|".join(map(re.escape, _QUERY))
         self._header = re.compile(rf"""(?i)(\b(?:{header})['"]?\s*[:=]\s*['"]?(?:{_SCHEME})?){_VALUE}""")
         self._bearer = re.compile(rf"(?i)(\bbearer\s+)(?!{re.escape(MASK)})[^\s'\",;]+")
