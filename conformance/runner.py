@@ -73,6 +73,17 @@ def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
             target[key] = value
 
 
+def checks_config(checks: list[str]) -> dict[str, Any]:
+    """The checks part of the configuration: which checks run, and how much of a stream they read.
+
+    Shared with the live-traffic proxy, which judges responses with the same checks.
+    """
+    return {
+        "max-stream-events": MAX_STREAM_EVENTS,
+        "checks": {name: {"enabled": name in checks} for name in SCHEMA_CHECKS + OTHER_CHECKS},
+    }
+
+
 def build_config(ctx: Context, checks: list[str]) -> dict[str, Any]:
     """The schemathesis configuration (``schemathesis.toml`` keys) for one provider run."""
     settings, spec = ctx.settings, ctx.spec
@@ -82,7 +93,7 @@ def build_config(ctx: Context, checks: list[str]) -> dict[str, Any]:
         "base-url": settings.base,
         "headers": spec.auth_headers(settings.api_key),
         "workers": 1,
-        "max-stream-events": MAX_STREAM_EVENTS,
+        **checks_config(checks),
         "request-timeout": settings.timeout,
         "generation": {
             "mode": "all",
@@ -93,7 +104,6 @@ def build_config(ctx: Context, checks: list[str]) -> dict[str, Any]:
             "deterministic": settings.seed is not None,
         },
         "phases": phases,
-        "checks": {name: {"enabled": name in checks} for name in SCHEMA_CHECKS + OTHER_CHECKS},
     }
     if settings.seed is not None:
         config["seed"] = settings.seed

@@ -2,8 +2,8 @@
 
 The rules are the suite's own (``conformance/checks``: envelope, rate-limit headers, streams, usage and
 billing arithmetic), called on one exchange at a time. What the suite leaves to schemathesis (declared status,
-required headers, content type, body schema) is judged here on the compiled spec, under the same ``schema.*``
-names.
+response headers, content type, body schema) is judged by schemathesis' own check functions
+(``conformance.proxy.verdict``), under the same ``schema.*`` names.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from conformance.checks.streaming import event_problems, framing_problems, strea
 from conformance.checks.usage import streamed_usage, usage_operations, usage_problems
 from conformance.client import Exchange
 from conformance.profiles import profile
-from conformance.proxy.routing import MAX_SCHEMA_ERRORS, Finding, Matched, Router, instance_pointer, typed
-from conformance.spec import JSON, SSE, OperationInfo, SpecInfo, pointer_escape
+from conformance.proxy.routing import Finding, Matched, Router
+from conformance.proxy.verdict import BODY_CHECKS, HEAD_CHECKS, SchemaVerdict
+from conformance.spec import JSON, SSE, OperationInfo, SpecInfo
 from mockserver.core.spec import Operation, load_spec
 
 
@@ -38,6 +39,7 @@ class Checker:
         self._usage = {op.operation_id for op in usage_operations(self.spec)}
         self._rate_limited = self.spec.rate_limited()
         self._has_error = self.spec.has_schema("Error")
+        self.verdict = SchemaVerdict(self.spec)
 
     def applies(self, check: str) -> str | None:
         """``None`` when the proxy applies a check to this spec, else why not."""
@@ -64,73 +66,40 @@ class Checker:
 
     # -- responses ----------------------------------------------------------------------------------
 
-    def check_response(self, matched: Matched, exchange: Exchange, *, streamed: bool) -> list[Finding]:
-        """Status, headers, content type and (for a whole body) its schema, envelope, rate limit, money."""
+    def check_response(self, matched: Matched, exchange: Exchange) -> list[Finding]:
+        """A whole answer (not streamed): status, headers, content type and body schema, then the rest."""
+        return self._head(matched, exchange, HEAD_CHECKS + BODY_CHECKS) + self.check_body(matched, exchange)
+
+    def check_head(self, matched: Matched, exchange: Exchange) -> list[Finding]:
+        """A stream's status line and headers, before its body flows: status, headers, content type."""
+        return self._head(matched, exchange, HEAD_CHECKS)
+
+    def _head(self, matched: Matched, exchange: Exchange, checks: tuple[str, ...]) -> list[Finding]:
+        info = matched.info
+        if info is None:
+            return []
+        found = self.verdict.judge(matched, exchange, checks)
+        if self._rate_limited:
+            found += [
+                Finding("response", "ratelimit.headers", info.response_pointer(exchange.status), problem)
+                for problem in header_problems(exchange)
+            ]
+        return found
+
+    def check_body(self, matched: Matched, exchange: Exchange) -> list[Finding]:
+        """What a whole body must hold beyond its schema: the error envelope, usage and money arithmetic."""
         found: list[Finding] = []
-        info, op = matched.info, matched.compiled
         if exchange.status >= 400 and self._has_error:
             pointer = "#/components/schemas/Error"
             found += [
                 Finding("response", "envelope.errors", pointer, problem)
                 for problem in envelope_problems(self.spec, self.profile.status_pointer, exchange)
             ]
-        if info is None or op is None:
-            return found
-        if self._rate_limited:
-            found += [
-                Finding("response", "ratelimit.headers", info.response_pointer(exchange.status), problem)
-                for problem in header_problems(exchange)
-            ]
-        declared = op.response(exchange.status)
-        if declared is None:
-            message = f"status {exchange.status} is not declared (declared: {', '.join(op.responses)})"
-            found.append(
-                Finding("response", "schema.status_code_conformance", f"{info.pointer}/responses", message)
-            )
-            return found
-        pointer = info.response_pointer(exchange.status)
-        for name in sorted(declared.required_headers):
-            if exchange.header(name) is None:
-                message = f"the required header {name} is missing"
-                found.append(
-                    Finding("response", "schema.response_headers_conformance", f"{pointer}/headers", message)
-                )
-        for name, validator in declared.headers.items():
-            value = exchange.header(name)
-            if value is not None and not validator.is_valid(typed(value, validator.schema)):
-                message = f"header {name}: {value!r} does not match its schema"
-                found.append(
-                    Finding("response", "schema.response_headers_conformance", f"{pointer}/headers", message)
-                )
-        media = exchange.media_type
-        if declared.content and not _media_declared(media, declared.content):
-            message = f"Content-Type {media or '(none)'} is not declared ({', '.join(declared.content)})"
-            found.append(
-                Finding("response", "schema.content_type_conformance", f"{pointer}/content", message)
-            )
-            return found
-        if streamed or media != JSON:
-            return found
-        body = exchange.json()
-        schema = declared.content.get(JSON)
-        if schema is not None:
-            if body is None:
-                found.append(
-                    Finding("response", "schema.response_schema_conformance", pointer, "the body is not JSON")
-                )
-                return found
-            where = f"{pointer}/content/{pointer_escape(JSON)}/schema"
-            found += [
-                Finding(
-                    "response",
-                    "schema.response_schema_conformance",
-                    where,
-                    f"{instance_pointer(path)}: {message}",
-                )
-                for path, message in list(schema.errors(body))[:MAX_SCHEMA_ERRORS]
-            ]
-        if exchange.status == 200 and isinstance(body, dict):
-            found += self._arithmetic(matched, info, body, pointer)
+        info = matched.info
+        if info is not None and exchange.status == 200 and exchange.media_type == JSON:
+            body = exchange.json()
+            if isinstance(body, dict):
+                found += self._arithmetic(matched, info, body, info.response_pointer(exchange.status))
         return found
 
     def _arithmetic(
@@ -188,16 +157,6 @@ class StreamJudge:
             problems = [missing] if missing else usage_problems(usage, self.matched.max_tokens())
             found += [Finding("response", "usage.arithmetic", pointer, problem) for problem in problems]
         return found
-
-
-# -- helpers --------------------------------------------------------------------------------------------
-
-
-def _media_declared(media: str, content: Mapping[str, Any]) -> bool:
-    for declared in content:
-        if declared in ("*/*", media) or (declared.endswith("/*") and media.startswith(declared[:-1])):
-            return True
-    return False
 
 
 __all__ = ["SSE", "Checker", "Finding", "Matched", "StreamJudge"]

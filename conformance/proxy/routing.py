@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from multidict import MultiMapping
@@ -36,6 +36,8 @@ class Matched:
     compiled: Operation | None
     body: Any = None
     """The request's JSON body, when it had one."""
+    path_values: dict[str, str] = field(default_factory=dict)
+    """The path parameters' values, by name."""
 
     @property
     def operation_id(self) -> str:
@@ -109,7 +111,7 @@ class Router:
         if op.security and not any(_carries(lowered, s.kind, s.header) for s in op.security):
             names = " or ".join(s.header for s in op.security)
             found.append(Finding("request", "request.security", info.pointer, f"no credential ({names})"))
-        values = _path_values(info.path, path)
+        values = matched.path_values = _path_values(info.path, path)
         for param in op.parameters:
             found += _parameter_findings(info, param, values, query, lowered)
         found += self._body_findings(matched, lowered.get("content-type", ""), body)

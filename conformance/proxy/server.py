@@ -134,7 +134,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return _unreachable(request, exchange_id, started, matched, findings, exc)
     response = web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=content)
     exchange = _exchange(request, body, upstream, content, None)
-    findings += checker.check_response(matched, exchange, streamed=False)
+    findings += checker.check_response(matched, exchange)
     note = None
     try:
         await response.prepare(request)
@@ -157,6 +157,8 @@ async def _pass_stream(
     stream = _Stream(web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers))
     await stream.response.prepare(request)
     opened = time.monotonic()
+    # The status line and headers are judged before the body flows; the body, event by event as it passes.
+    stream.findings += checker.check_head(matched, _exchange(request, body, upstream, b"", None))
     judge = checker.stream(matched) if upstream.status == 200 else None
     reader, raw = EventReader(), bytearray()
 
@@ -183,7 +185,7 @@ async def _pass_stream(
         stream.note = f"the upstream broke off the stream ({type(exc).__name__})"
         stream.broken = True
     stream.exchange = _exchange(request, body, upstream, bytes(raw), [e.data for _, e in stream.events])
-    stream.findings += checker.check_response(matched, stream.exchange, streamed=True)
+    stream.findings += checker.check_body(matched, stream.exchange)
     if judge is not None:
         stream.findings += judge.end(stream.exchange)
     return stream
