@@ -231,8 +231,15 @@ def breaking_app() -> web.Application:
                     "error": {"type": "authentication_error", "message": "Invalid API key.", "code": 401}
                 }
             return web.json_response(error, status=401, headers=headers)
+        if breaks == "bad_ratelimit":
+            headers["X-RateLimit-Limit"] = "sixty"
         body = await request.json()
         model = str(body.get("model", "gpt-4o"))
+        if breaks == "teapot":
+            error = {"error": {"type": "invalid_request_error", "message": "I'm a teapot.", "code": 418}}
+            return web.json_response(error, status=418, headers=headers)
+        if breaks == "text_plain":
+            return web.Response(text="Hello there.", content_type="text/plain", headers=headers)
         if not body.get("stream"):
             return web.json_response(_completion(model, breaks, billed), headers=headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
