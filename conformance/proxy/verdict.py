@@ -57,6 +57,9 @@ class SchemaVerdict:
         load_all_checks()
         self._functions = {name: _function(name) for name in names}
         self._operations: dict[str, _Operation] = {}
+        for info in spec.operations:
+            # Built now rather than on an operation's first exchange, which would hold up its first event.
+            self._operation(info)
 
     def _operation(self, info: OperationInfo) -> _Operation:
         found = self._operations.get(info.operation_id)
@@ -83,7 +86,7 @@ class SchemaVerdict:
     def judge(self, matched: Matched, exchange: Exchange, names: tuple[str, ...]) -> list[Finding]:
         """Run the named checks on one exchange of the matched operation; each failure is one finding."""
         info = matched.info
-        if info is None:
+        if info is None or not names:
             return []
         judged = self._operation(info)
         case = _case(judged.operation, matched, exchange)
