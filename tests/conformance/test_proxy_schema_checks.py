@@ -7,12 +7,18 @@ failure title in the message and a pointer into the spec where the broken rule i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from _proxy_helpers import AppThread, breaking_app, proxy_thread, violations
+from multidict import MultiDict
+
+from conformance.client import Exchange
+from conformance.proxy.checking import Checker
+from conformance.proxy.verdict import BODY_CHECKS
 
 GOOD_KEY = "Bearer sk-test-key-good"
 CHAT = "/v1/chat/completions"
@@ -101,3 +107,24 @@ def test_an_event_stream_body_is_judged_event_by_event_not_as_one_body(proxy: Ap
     checks = {v["check"] for v in violations(proxy.url)}
     assert "streaming.events" in checks
     assert "schema.response_schema_conformance" not in checks
+
+
+def test_json_too_deep_to_parse_is_schemathesis_finding_not_an_error() -> None:
+    """JSON nested deeper than the parser goes: schemathesis' body check says so (no exception escapes)."""
+
+    checker = Checker("spaceai")
+    request = json.dumps(PLAIN).encode()
+    headers = {"Authorization": GOOD_KEY, "Content-Type": "application/json"}
+    matched, _ = checker.check_request("POST", CHAT, MultiDict(), headers, request)
+    exchange = Exchange(
+        method="POST",
+        url=f"http://127.0.0.1:9{CHAT}",
+        request_headers=headers,
+        request_body=request,
+        status=200,
+        headers={"Content-Type": "application/json"},
+        content=b"[" * 100_000,
+    )
+    found = checker.verdict.judge(matched, exchange, BODY_CHECKS)
+    assert [f.check for f in found] == ["schema.response_schema_conformance"]
+    assert "Failed to deserialize response content" in found[0].message
