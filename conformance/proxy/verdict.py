@@ -40,7 +40,7 @@ assert set(HEAD_CHECKS + BODY_CHECKS) <= set(SCHEMA_CHECKS)
 
 @dataclass(frozen=True, slots=True)
 class _Operation:
-    """One operation's schemathesis objects, built on first use and kept for the proxy's life."""
+    """One operation's schemathesis objects, built when the proxy starts and kept for its life."""
 
     operation: APIOperation[Any, Any, Any, Any]
     context: CheckContext
