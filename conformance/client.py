@@ -215,7 +215,8 @@ class Exchange:
             self._parsed = True
             try:
                 self._json = json.loads(self.content)
-            except (ValueError, UnicodeDecodeError):
+            # RecursionError: nesting deeper than the parser goes is "not JSON" too, not a crash.
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 self._json = None
         return self._json
 

@@ -240,6 +240,9 @@ def breaking_app() -> web.Application:
             return web.json_response(error, status=418, headers=headers)
         if breaks == "text_plain":
             return web.Response(text="Hello there.", content_type="text/plain", headers=headers)
+        if breaks == "deep_json":
+            # Deeper than Python's parser goes: a RecursionError, not a ValueError, when read naively.
+            return web.Response(body=b"[" * 100_000, content_type="application/json", headers=headers)
         if not body.get("stream"):
             return web.json_response(_completion(model, breaks, billed), headers=headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

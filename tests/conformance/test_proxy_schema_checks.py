@@ -128,3 +128,12 @@ def test_json_too_deep_to_parse_is_schemathesis_finding_not_an_error() -> None:
     found = checker.verdict.judge(matched, exchange, BODY_CHECKS)
     assert [f.check for f in found] == ["schema.response_schema_conformance"]
     assert "Failed to deserialize response content" in found[0].message
+
+
+def test_json_too_deep_to_parse_is_reported_and_forwarded(proxy: AppThread) -> None:
+    """An answer nested past the parser's depth is forwarded as sent and reported, never a proxy 500."""
+    response = _send(proxy, PLAIN, "deep_json")
+    assert response.status_code == 200
+    assert response.content == b"[" * 100_000
+    checks = [v["check"] for v in violations(proxy.url, side="response")]
+    assert checks == ["schema.response_schema_conformance"], checks
