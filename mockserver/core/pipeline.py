@@ -41,6 +41,7 @@ from mockserver.core.calls import (
 )
 from mockserver.core.faults import fault_error
 from mockserver.core.journal import LATENCY_BUCKETS_MS, Entry, Journal, violation
+from mockserver.core.pacing import Pacer
 from mockserver.core.ratelimit import LIMIT_HEADER
 from mockserver.core.replay import ProviderReplay, ReplayedEvents, replayed
 from mockserver.core.router import Router
@@ -112,6 +113,9 @@ class ProviderService:
         self._check_mode = settings.response_validation
         self._rate_override = settings.rate_limit
         self._read_timeout = settings.read_timeout
+        # One pacer for every stream of the provider: its waits share timers (core/pacing.py).
+        tps = settings.tokens_per_second
+        self._pacer = Pacer(1.0 / tps) if tps else None
 
     def routes(self) -> Iterator[tuple[str, str, RequestHandler]]:
         """``(method, path template, handler)`` per operation, for the web framework's router.
@@ -389,7 +393,7 @@ class ProviderService:
                 reply,
                 headers=extra,
                 schema=schema,
-                tokens_per_second=self.services.settings.tokens_per_second,
+                pacer=self._pacer,
                 cut_after=fault.cut_after_events if fault else None,
                 on_violation=lambda problem: self._violation(op, 200, problem),
             )

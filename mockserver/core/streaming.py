@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from mockserver.core.calls import EventReply, dump_bytes
+from mockserver.core.pacing import Pacer
 from mockserver.core.spec import EventStream
 
 log = logging.getLogger("mockserver.streaming")
@@ -21,13 +22,14 @@ async def send_events(
     *,
     headers: Mapping[str, str],
     schema: EventStream | None,
-    tokens_per_second: float | None,
+    pacer: Pacer | None,
     cut_after: int | None,
     on_violation: Callable[[str], None],
 ) -> web.StreamResponse:
     """Stream ``reply``'s events as ``data:`` lines; returns the (already finished) response.
 
-    Each event is checked against ``schema`` (None: not checked), a problem passed to ``on_violation``.
+    Each event is checked against ``schema`` (None: not checked), a problem passed to ``on_violation``;
+    ``pacer`` (None: as fast as the client reads) waits after each event.
     """
     response = web.StreamResponse(
         status=200,
@@ -42,8 +44,7 @@ async def send_events(
     completed = False
     sent = 0
     # Read once, not per event: this loop runs for every event of every stream.
-    pause = 1.0 / tokens_per_second if tokens_per_second else 0.0
-    sleep, write = asyncio.sleep, response.write
+    pace, write = pacer.wait if pacer is not None else None, response.write
     try:
         await response.prepare(request)
         async for item in reply.events:
@@ -58,8 +59,8 @@ async def send_events(
             data = item.encode() if isinstance(item, str) else dump_bytes(item)
             await write(b"data: " + data + b"\n\n")
             sent += 1
-            if pause:
-                await sleep(pause)
+            if pace is not None:
+                await pace()
         else:
             completed = True
             await response.write_eof()
