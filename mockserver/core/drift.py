@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from multidict import CIMultiDict, MultiDict
 
 from mockserver.core.router import Router
-from mockserver.core.spec import JSON_MEDIA_TYPE, SSE_MEDIA_TYPE, EventStream, ResponseSpec
+from mockserver.core.spec import JSON_MEDIA_TYPE, SSE_MEDIA_TYPE, ResponseSpec
 from mockserver.core.validation import validate_request
 from mockserver.errors import ApiError
 from mockserver.recordings import REDACTED, SIGNED_QUERY_NAMES, Exchange, RecordedEvent, RecordedMessage
@@ -96,22 +96,10 @@ def _check_events(declared: ResponseSpec, events: tuple[RecordedEvent, ...]) -> 
         return [f"a stream is not declared for status {declared.status} ({SSE_MEDIA_TYPE})"]
     problems = []
     for index, event in enumerate(events):
-        problem = _check_event(schema, event.data)
+        problem = schema.problem(event.data)
         if problem is not None:
             problems.append(f"event {index}: {problem}")
     return problems
-
-
-def _check_event(schema: EventStream, data: str) -> str | None:
-    if schema.terminator is not None and data == schema.terminator:
-        return None
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError:
-        return f"data is not JSON: {data[:80]!r}"
-    for path, message in schema.payload.errors(payload):
-        return f"{'/'.join(map(str, path)) or '(root)'}: {message}"
-    return None
 
 
 def _check_body(declared: ResponseSpec, message: RecordedMessage) -> list[str]:

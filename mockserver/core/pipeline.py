@@ -41,6 +41,7 @@ from mockserver.core.calls import (
 )
 from mockserver.core.faults import fault_error
 from mockserver.core.journal import LATENCY_BUCKETS_MS, Entry, Journal, violation
+from mockserver.core.pacing import Pacer
 from mockserver.core.ratelimit import LIMIT_HEADER
 from mockserver.core.replay import ProviderReplay, ReplayedEvents, replayed
 from mockserver.core.router import Router
@@ -112,6 +113,9 @@ class ProviderService:
         self._check_mode = settings.response_validation
         self._rate_override = settings.rate_limit
         self._read_timeout = settings.read_timeout
+        # One pacer for every stream of the provider: its waits share timers (core/pacing.py).
+        tps = settings.tokens_per_second
+        self._pacer = Pacer(1.0 / tps) if tps else None
 
     def routes(self) -> Iterator[tuple[str, str, RequestHandler]]:
         """``(method, path template, handler)`` per operation, for the web framework's router.
@@ -376,20 +380,22 @@ class ProviderService:
         fault: FaultRecord | None,
     ) -> web.StreamResponse:
         op = plan.operation
-        declared = plan.declared(200)
+        # Events are checked as ``_respond`` checks a body: not with the check off, nor a replayed stream
+        # (its drift was reported when the recordings were loaded).
+        schema = None
+        if self._check_mode != "off" and not isinstance(reply, ReplayedEvents):
+            declared = plan.declared(200)
+            schema = declared.events if declared else None
         self.journal.open_streams += 1
         try:
             return await send_events(
                 request,
                 reply,
                 headers=extra,
-                schema=declared.events if declared else None,
-                tokens_per_second=self.services.settings.tokens_per_second,
+                schema=schema,
+                pacer=self._pacer,
                 cut_after=fault.cut_after_events if fault else None,
-                # A replayed stream's drift was reported when the recordings were loaded.
-                on_violation=lambda problem: (
-                    None if isinstance(reply, ReplayedEvents) else self._violation(op, 200, problem)
-                ),
+                on_violation=lambda problem: self._violation(op, 200, problem),
             )
         finally:
             self.journal.open_streams -= 1

@@ -87,6 +87,26 @@ class EventStream:
     payload: SchemaValidator
     terminator: str | None
 
+    def problem(self, data: Any) -> str | None:
+        """What in one event's data breaks the schema (None when nothing does).
+
+        ``data`` is the event's text, or the JSON value it encodes (checked as is, as a plain response's
+        body is: the mock streams its own values, and parsing back what it just encoded only costs time).
+        """
+        if isinstance(data, str):
+            if data == self.terminator:
+                return None
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError:
+                return f"data is not JSON: {data[:80]!r}"
+        # Valid is the common case: ``is_valid`` answers it without building the errors' iterator.
+        if self.payload.is_valid(data):
+            return None
+        for path, message in self.payload.errors(data):
+            return f"{'/'.join(map(str, path)) or '(root)'}: {message}"
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseSpec:

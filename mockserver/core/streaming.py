@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from mockserver.core.calls import EventReply, dumps
+from mockserver.core.calls import EventReply, dump_bytes
+from mockserver.core.pacing import Pacer
 from mockserver.core.spec import EventStream
 
 log = logging.getLogger("mockserver.streaming")
-
-
-def _check_event(events: EventStream, data: str) -> str | None:
-    if events.terminator is not None and data == events.terminator:
-        return None
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError:
-        return f"event data is not JSON: {data[:80]!r}"
-    for path, message in events.payload.errors(payload):
-        return f"event {'/'.join(map(str, path))}: {message}"
-    return None
 
 
 async def send_events(
@@ -34,11 +22,15 @@ async def send_events(
     *,
     headers: Mapping[str, str],
     schema: EventStream | None,
-    tokens_per_second: float | None,
+    pacer: Pacer | None,
     cut_after: int | None,
     on_violation: Callable[[str], None],
 ) -> web.StreamResponse:
-    """Stream ``reply``'s events as ``data:`` lines; returns the (already finished) response."""
+    """Stream ``reply``'s events as ``data:`` lines; returns the (already finished) response.
+
+    Each event is checked against ``schema`` (None: not checked), a problem passed to ``on_violation``;
+    ``pacer`` (None: as fast as the client reads) waits after each event.
+    """
     response = web.StreamResponse(
         status=200,
         headers={
@@ -51,6 +43,8 @@ async def send_events(
     )
     completed = False
     sent = 0
+    # Read once, not per event: this loop runs for every event of every stream.
+    pace, write = pacer.wait if pacer is not None else None, response.write
     try:
         await response.prepare(request)
         async for item in reply.events:
@@ -59,13 +53,14 @@ async def send_events(
                 if request.transport is not None:
                     request.transport.abort()
                 break
-            data = item if isinstance(item, str) else dumps(item)
-            if schema is not None and (problem := _check_event(schema, data)) is not None:
-                on_violation(problem)
-            await response.write(f"data: {data}\n\n".encode())
+            if schema is not None and (problem := schema.problem(item)) is not None:
+                on_violation(f"event {sent}: {problem}")
+            # The event's bytes built as bytes: no str round trip of the encoded JSON.
+            data = item.encode() if isinstance(item, str) else dump_bytes(item)
+            await write(b"data: " + data + b"\n\n")
             sent += 1
-            if tokens_per_second:
-                await asyncio.sleep(1.0 / tokens_per_second)
+            if pace is not None:
+                await pace()
         else:
             completed = True
             await response.write_eof()

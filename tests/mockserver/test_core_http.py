@@ -6,12 +6,14 @@ import functools
 import json
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from mockserver.core.calls import EventReply
 from mockserver.core.spec import SchemaValidator, load_spec
 from mockserver.resources import spec_path
 
@@ -556,6 +558,38 @@ def test_cut_after_events_breaks_the_stream(chat_mock: Any) -> None:
     # The next stream is whole again.
     whole = chat_mock.post("spaceai", "/v1/chat/completions", json=chat_body("spaceai", stream=True))
     assert whole.text.rstrip().endswith("data: [DONE]")
+
+
+@pytest.mark.parametrize("mode", ["warn", "off"])
+def test_a_streamed_event_outside_the_spec_is_flagged_unless_the_check_is_off(
+    start_chat_mock: Any, mode: str
+) -> None:
+    mock = start_chat_mock(response_validation=mode)
+    service = mock.server.mock.providers["spaceai"]
+
+    async def broken(call: Any) -> EventReply:
+        async def events() -> AsyncIterator[Any]:
+            yield {
+                "object": "chat.completion.chunk",
+                "choices": [],
+            }  # no id, created, model: outside the spec
+            yield "[DONE]"
+
+        return EventReply(events())
+
+    service.handlers["createChatCompletion"] = broken
+    response = mock.post("spaceai", "/v1/chat/completions", json=chat_body("spaceai", stream=True))
+    # Sent as the handler made it either way: the check flags, it does not alter a stream.
+    assert response.status_code == 200
+    assert response.content == b'data: {"object":"chat.completion.chunk","choices":[]}\n\ndata: [DONE]\n\n'
+    found = mock.violations()
+    if mode == "off":
+        assert found == []
+    else:
+        assert [(v["operation_id"], v["status"]) for v in found] == [("createChatCompletion", 200)]
+        assert found[0]["problem"].startswith("event 0: ")
+        assert '"id" is a required property' in found[0]["problem"]
+        mock.reset()  # the violation was on purpose: the fixture's check must not see it
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "with-length"])
