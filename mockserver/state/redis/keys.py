@@ -24,6 +24,7 @@ class KeyNames:
         "files_time",
         "instance",
         "jobs_due",
+        "holds_due",
         "journal",
         "journal_bytes",
         "kinds",
@@ -50,6 +51,7 @@ class KeyNames:
         self.files = p + "files"
         self.files_time = p + "files:time"
         self.jobs_due = p + "jobs:due"
+        self.holds_due = p + "holds:due"
         self.deliveries = p + "dlv"
         self.deliveries_order = p + "dlv:order"
         self.deliveries_due = p + "dlv:due"

@@ -3,7 +3,9 @@
 A key is a JSON record in the provider's ``keys`` hash; its spend limit is mirrored in its ``spend`` hash
 (with spent and held cents) so ``reserve`` checks it atomically. Wallets are hashes of balance, held and
 carry. Reserve, settle and release are one Lua script each (``scripts.py``); a hold's key says whether it
-is open, and ends ``settled`` or ``released`` once.
+is open, and ends ``settled`` or ``released`` once. An open hold not kept for a job is also in the
+``holds:due`` sorted set by its real-time deadline, where ``sweep_holds`` finds it if its request never
+settled (``state.holds``).
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ def _view(wallet: list[Any], spend: list[Any] | None) -> WalletView:
 class Ledger:
     """Keys, accounts, wallets and holds of every provider."""
 
-    def __init__(self, conn: Conn, names: KeyNames, scripts: Scripts) -> None:
+    def __init__(self, conn: Conn, names: KeyNames, scripts: Scripts, hold_seconds: float) -> None:
         self._conn = conn
+        self._hold_ms = str(max(1, round(hold_seconds * 1000)))
+        """A hold's lifetime in real milliseconds: ``reserve`` dates its deadline on Redis's clock."""
         self._names = names
         self._scripts = scripts
         # Billed requests under load reserve and settle in the same loop turns: pipelined like admit.
@@ -222,13 +226,15 @@ class Ledger:
             names.hold(hold.id),
             names.wallet(hold.provider, hold.account),
             names.spend(hold.provider, hold.key_id),
+            names.holds_due,
         ]
 
     async def reserve(self, hold: HoldRecord) -> Refusal | None:
         """Check and hold atomically (a hold already made under this id stays as it is)."""
         reply = await self._conn.call(
             self._reserve(
-                keys=self._hold_keys(hold), args=[str(hold.cents), "0" if hold.key_id is None else "1"]
+                keys=self._hold_keys(hold),
+                args=[str(hold.cents), "0" if hold.key_id is None else "1", self._hold_ms],
             )
         )
         status = text(reply[0])
@@ -266,3 +272,21 @@ class Ledger:
                 args=[str(hold.cents), "0" if hold.key_id is None else "1", str(HOLD_TOMBSTONE_SECONDS)],
             )
         )
+
+    async def keep_hold(self, hold: HoldRecord) -> bool:
+        """Take an open hold off the deadline set; False when it already ended."""
+        kept = await self._conn.call(
+            self._scripts.keep_hold(
+                keys=self._hold_keys(hold), args=[str(hold.cents), "0" if hold.key_id is None else "1"]
+            )
+        )
+        return bool(kept)
+
+    async def sweep_holds(self, limit: int) -> int:
+        """Give back up to ``limit`` open holds past their deadline (one script run)."""
+        swept = await self._conn.call(
+            self._scripts.sweep_holds(
+                keys=[self._names.holds_due], args=[str(limit), str(HOLD_TOMBSTONE_SECONDS)]
+            )
+        )
+        return int(swept)
