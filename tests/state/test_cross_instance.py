@@ -625,7 +625,9 @@ def test_a_running_video_s_hold_is_not_swept(
     redis_server: RedisServer, redis_prefix: str, start_mock: Callable[..., MockControl]
 ) -> None:
     """A video's hold outlasts any deadline while its job runs, then its job settles it."""
-    mock = start_mock(state=redis_server.url, state_prefix=redis_prefix, hold_seconds=0.2)
+    mock = start_mock(
+        state=redis_server.url, state_prefix=redis_prefix, hold_seconds=0.2, job_speed=SLOW_JOBS
+    )
     created = requests.post(
         mock.url("pahlavan", "/api/v1/videos/generations"),
         json={"model": "veo-lite", "prompt": "waves"},
@@ -641,7 +643,7 @@ def test_a_running_video_s_hold_is_not_swept(
     # Real time: 10 deadlines and several sweeps (every 50 ms at this deadline) while the job runs.
     time.sleep(2.0)
     assert wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)["held"] == 25
-    mock.advance(PAST_ANY_JOB)
+    mock.advance(PAST_ANY_JOB / SLOW_JOBS)
     done = requests.get(created.json()["status_url"], headers=PV_KEY, timeout=20)
     assert done.json()["status"] == "succeeded", done.text
     wallet = wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)
