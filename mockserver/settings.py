@@ -238,6 +238,20 @@ def _control_token(text: str) -> str:
     return text
 
 
+MAX_HOLD_SECONDS = 366 * 86_400.0
+"""The longest ``--hold-seconds`` (a year: deadlines stay exact integers of milliseconds in Redis's Lua)."""
+
+
+def _hold_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # the same one-line usage error as any other bad value
+    if not (math.isfinite(value) and 0 < value <= MAX_HOLD_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, at most {MAX_HOLD_SECONDS:g}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -432,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hold-seconds",
-        type=_positive_float,
+        type=_hold_seconds,
         metavar="S",
         default=env.get("MOCKSERVER_HOLD_SECONDS") or str(HOLD_SECONDS),
         help="give back a billed request's wallet hold S real seconds after it was made if it never "
