@@ -10,11 +10,13 @@ settled (``state.holds``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from mockserver.errors import StateError
 from mockserver.state.api import KEEP, Keep
 from mockserver.state.records import AccountRecord, HoldRecord, KeyRecord, Refusal, WalletView
 from mockserver.state.redis.batch import ScriptBatch
@@ -23,10 +25,14 @@ from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
 from mockserver.state.seed import Seed
 
+log = logging.getLogger("mockserver.state")
+
 MICROCENTS_PER_CENT = 1_000_000
 """As ``core.billing`` counts (the state layer does not import it)."""
 HOLD_TOMBSTONE_SECONDS = 24 * 3600
 """How long a settled or released hold is remembered (a late second settle or release stays a no-op)."""
+OUTBOX_CAP = 10_000
+"""Most holds this instance remembers to give back once Redis answers again (past it, the deadline does)."""
 UPDATE_TRIES = 8
 """Compare-and-set rounds ``update_key`` tries against concurrent updates of the same key."""
 
@@ -81,6 +87,9 @@ class Ledger:
         # Billed requests under load reserve and settle in the same loop turns: pipelined like admit.
         self._reserve = ScriptBatch(conn.redis, scripts.reserve)
         self._settle = ScriptBatch(conn.redis, scripts.settle)
+        self.outbox: dict[str, HoldRecord] = {}
+        """Holds whose reserve, settle or release failed here (Redis lost): the request failed with them,
+        so ``retry_outbox`` gives them back once Redis answers, within seconds instead of at the deadline."""
         self.cache: dict[tuple[str, str], KeyRecord] = {}
         """Keys found, by (provider, secret): ``find_key`` answers from here; a ``keys`` notice clears it."""
 
@@ -229,14 +238,22 @@ class Ledger:
             names.holds_due,
         ]
 
+    def _remember(self, hold: HoldRecord) -> None:
+        if len(self.outbox) < OUTBOX_CAP:
+            self.outbox[hold.id] = hold
+
     async def reserve(self, hold: HoldRecord) -> Refusal | None:
         """Check and hold atomically (a hold already made under this id stays as it is)."""
-        reply = await self._conn.call(
-            self._reserve(
-                keys=self._hold_keys(hold),
-                args=[str(hold.cents), "0" if hold.key_id is None else "1", self._hold_ms],
+        try:
+            reply = await self._conn.call(
+                self._reserve(
+                    keys=self._hold_keys(hold),
+                    args=[str(hold.cents), "0" if hold.key_id is None else "1", self._hold_ms],
+                )
             )
-        )
+        except StateError:
+            self._remember(hold)  # the script may have run, its reply lost: the hold would be orphaned
+            raise
         status = text(reply[0])
         if status in ("ok", "held"):
             return None
@@ -250,28 +267,55 @@ class Ledger:
                 f"a settlement of {microcents} micro-cents does not fit the hold's {hold.microcents}"
             )
         whole, sub = divmod(microcents, MICROCENTS_PER_CENT)
-        reply = await self._conn.call(
-            self._settle(
-                keys=self._hold_keys(hold),
-                args=[
-                    str(hold.cents),
-                    str(whole),
-                    str(sub),
-                    "0" if hold.key_id is None else "1",
-                    str(HOLD_TOMBSTONE_SECONDS),
-                ],
+        try:
+            reply = await self._conn.call(
+                self._settle(
+                    keys=self._hold_keys(hold),
+                    args=[
+                        str(hold.cents),
+                        str(whole),
+                        str(sub),
+                        "0" if hold.key_id is None else "1",
+                        str(HOLD_TOMBSTONE_SECONDS),
+                    ],
+                )
             )
-        )
+        except StateError:
+            # The request fails (503): released later, charging nothing. Had the settle run after all
+            # (its reply lost), that release is a no-op: the charge stands, once.
+            self._remember(hold)
+            raise
         return None if reply is None else int(reply)
 
-    async def release(self, hold: HoldRecord) -> None:
-        """Give the hold back (a no-op once it ended)."""
-        await self._conn.call(
-            self._scripts.release(
-                keys=self._hold_keys(hold),
-                args=[str(hold.cents), "0" if hold.key_id is None else "1", str(HOLD_TOMBSTONE_SECONDS)],
+    async def release(self, hold: HoldRecord, *, unkept_only: bool = False) -> bool:
+        """Give the hold back (a no-op once it ended; with ``unkept_only`` also when kept for a job);
+        whether it was open and given back."""
+        try:
+            released = await self._conn.call(
+                self._scripts.release(
+                    keys=self._hold_keys(hold),
+                    args=[
+                        str(hold.cents),
+                        "0" if hold.key_id is None else "1",
+                        str(HOLD_TOMBSTONE_SECONDS),
+                        "1" if unkept_only else "0",
+                    ],
+                )
             )
-        )
+        except StateError:
+            self._remember(hold)
+            raise
+        return bool(released)
+
+    async def retry_outbox(self) -> int:
+        """Give back the holds remembered in the outbox, unless kept for a job meanwhile (a job's finisher
+        met the outage: its job runs again and settles the hold); how many were still open. Stops at the
+        first failure (Redis still away): the rest wait for the next turn."""
+        given = 0
+        for hold in list(self.outbox.values()):
+            given += await self.release(hold, unkept_only=True)
+            self.outbox.pop(hold.id, None)
+        return given
 
     async def keep_hold(self, hold: HoldRecord) -> bool:
         """Take an open hold off the deadline set; False when it already ended."""
@@ -283,7 +327,11 @@ class Ledger:
         return bool(kept)
 
     async def sweep_holds(self, limit: int) -> int:
-        """Give back up to ``limit`` open holds past their deadline (one script run)."""
+        """Give back up to ``limit`` open holds past their deadline (one script run), after the outbox."""
+        if self.outbox:
+            given = await self.retry_outbox()
+            if given:
+                log.warning("gave back %d wallet hold(s) of requests the state failed", given)
         swept = await self._conn.call(
             self._scripts.sweep_holds(
                 keys=[self._names.holds_due], args=[str(limit), str(HOLD_TOMBSTONE_SECONDS)]

@@ -80,8 +80,10 @@ return settled
 RELEASE = (
     HOLDS
     + """
--- KEYS: hold, wallet, spend, holds due; ARGV: hold cents, has key, tombstone s
+-- KEYS: hold, wallet, spend, holds due; ARGV: hold cents, has key, tombstone s, only if on its deadline
+-- (1: a retried release leaves a hold kept for a job alone: its job settles it)
 if redis.call('GET', KEYS[1]) ~= 'open' then return 0 end
+if ARGV[4] == '1' and not redis.call('ZSCORE', KEYS[4], member(ARGV[1], ARGV[2])) then return 0 end
 local cents = tonumber(ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'held', I(-cents))
 if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'held', I(-cents)) end
