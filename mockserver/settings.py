@@ -27,6 +27,9 @@ cap binds first, and the journal skips counting bytes per request."""
 ResponseValidation = Literal["off", "warn", "strict"]
 MAX_JSON_BODY = 8 * 1024 * 1024
 READ_TIMEOUT = 30.0
+HOLD_SECONDS = 3600.0
+"""Real seconds a request's wallet hold may stay open (a paced stream of a long completion may take many
+minutes) before any instance's sweep gives it back: the backstop for an instance or a settle lost."""
 KEEPALIVE_TIMEOUT = 75.0
 RESOURCE_TTL = 24 * 3600.0
 MAX_RESOURCES = 10_000
@@ -90,6 +93,9 @@ class Settings:
     """Mock-clock seconds a resource requests created (job, generation, upload, file) is kept."""
     max_resources: int = MAX_RESOURCES
     """Most resources of one kind kept per provider; past it the oldest are dropped first."""
+    hold_seconds: float = HOLD_SECONDS
+    """Real seconds after which an open wallet hold of a request that never settled is given back (a job's
+    hold has none: it ends with its job); a request running longer loses its hold and charges nothing."""
     replay: Path | None = None
     """A folder of recorded exchanges (``DIR/<provider>/*.yaml``) answering the requests they match."""
     replay_speed: float = 1.0
@@ -230,6 +236,20 @@ def _control_token(text: str) -> str:
     if not text or not all("!" <= char <= "~" for char in text):
         raise argparse.ArgumentTypeError("must be non-empty visible ASCII without spaces")
     return text
+
+
+MAX_HOLD_SECONDS = 366 * 86_400.0
+"""The longest ``--hold-seconds`` (a year: deadlines stay exact integers of milliseconds in Redis's Lua)."""
+
+
+def _hold_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # the same one-line usage error as any other bad value
+    if not (math.isfinite(value) and 0 < value <= MAX_HOLD_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, at most {MAX_HOLD_SECONDS:g}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -425,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
         "do not see each other (default: aigen)",
     )
     parser.add_argument(
+        "--hold-seconds",
+        type=_hold_seconds,
+        metavar="S",
+        default=env.get("MOCKSERVER_HOLD_SECONDS") or str(HOLD_SECONDS),
+        help="give back a billed request's wallet hold S real seconds after it was made if it never "
+        "settled (an instance killed mid-request, a state lost before the settle; default: "
+        f"{HOLD_SECONDS:g})",
+    )
+    parser.add_argument(
         "--workers",
         type=_positive_int,
         metavar="N",
@@ -489,6 +518,7 @@ def parse_command_line(argv: Sequence[str] | None = None) -> tuple[Settings, Wor
         state=args.state,
         state_prefix=args.state_prefix,
         workers=args.workers,
+        hold_seconds=args.hold_seconds,
         replay=args.replay,
         replay_speed=args.replay_speed,
         replay_strict=args.replay_strict,

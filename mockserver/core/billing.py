@@ -234,3 +234,9 @@ async def settle(state: State, hold: HoldRecord, metered_final: Decimal) -> Char
 async def release(state: State, hold: HoldRecord) -> None:
     """Give a failed request's hold back, charging nothing (a no-op once settled or released)."""
     await state.release(hold)
+
+
+async def keep(state: State, hold: HoldRecord) -> bool:
+    """Take a hold off its deadline once it covers a job (the job settles or releases it when it finishes,
+    on whichever instance runs its finisher, however long that takes); False when it already ended."""
+    return await state.keep_hold(hold)

@@ -182,7 +182,8 @@ class State(abc.ABC):
     @abc.abstractmethod
     async def reserve(self, hold: HoldRecord) -> Refusal | None:
         """Hold ``hold.cents`` on its account and key if both can cover them (balance minus holds; key
-        limit minus spent minus held), atomically; None when held, else why not (nothing held)."""
+        limit minus spent minus held), atomically; None when held, else why not (nothing held). The hold
+        gets a real-time deadline (``Settings.hold_seconds``), past which ``sweep_holds`` gives it back."""
 
     @abc.abstractmethod
     async def settle(self, hold: HoldRecord, microcents: int) -> int | None:
@@ -193,6 +194,17 @@ class State(abc.ABC):
     @abc.abstractmethod
     async def release(self, hold: HoldRecord) -> None:
         """Give a hold back, charging nothing (a no-op once settled or released)."""
+
+    @abc.abstractmethod
+    async def keep_hold(self, hold: HoldRecord) -> bool:
+        """Take an open hold off its deadline: it covers a job now, which settles or releases it whenever
+        it finishes (on any instance); False when the hold already ended (nothing changed)."""
+
+    @abc.abstractmethod
+    async def sweep_holds(self, limit: int) -> int:
+        """Give back up to ``limit`` open holds past their real-time deadline (``Settings.hold_seconds``
+        after ``reserve``; never a kept one), each atomically as ``release`` does; how many. Run by the
+        state's own sweeper (``state.holds``) between ``open`` and ``close``."""
 
     # -- request admission ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from test_cli import START_TIMEOUT, clean_env, free_port
 
 from mockserver.__main__ import banner, state_unreachable
 from mockserver.errors import StateError
-from mockserver.settings import Settings, display_url, settings_from_args, url_secrets
+from mockserver.settings import HOLD_SECONDS, Settings, display_url, settings_from_args, url_secrets
 
 PASSWORD = "hunter2-secret"
 
@@ -44,6 +44,18 @@ def refused(result: subprocess.CompletedProcess[str]) -> str:
     assert lines[0].startswith("mockserver: ")
     assert PASSWORD not in result.stderr
     return lines[0]
+
+
+def test_the_hold_deadline_flag_and_variable_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOCKSERVER_HOLD_SECONDS", raising=False)
+    assert settings_from_args([]).hold_seconds == HOLD_SECONDS == 3600.0
+    assert settings_from_args(["--hold-seconds", "2.5"]).hold_seconds == 2.5
+    monkeypatch.setenv("MOCKSERVER_HOLD_SECONDS", "90")
+    assert settings_from_args([]).hold_seconds == 90.0
+    for bad in ("0", "nan", "inf", "1e12", "soon"):
+        result = run("--hold-seconds", bad)
+        assert result.returncode == 2
+        assert "--hold-seconds: must be a number of seconds above 0, at most 3.16224e+07" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -232,6 +232,50 @@ async def test_wallet_invariant_under_concurrency(pair: tuple[State, State]) -> 
     assert settled
 
 
+async def test_a_hold_never_settled_is_given_back_after_its_deadline(
+    make_state: StateMaker, backend: str
+) -> None:
+    """A hold whose request never settled (its instance gone) is swept by any instance once its real-time
+    deadline passed, charging nothing; a hold kept for a job is not; a late settle or release is a no-op."""
+    rich = key_id_of(RICH)
+    owner = await make_state(hold_seconds=0.3)
+    sweeper = owner if backend == "memory" else await make_state(hold_seconds=0.3)
+    lost = hold("h-lost", RICH, 2, 1_500_000)
+    kept = hold("h-kept", RICH, 3, 2_500_000)
+    unkeyed = hold("h-unkeyed", None, 4, 4_000_000)
+    for reserved in (lost, kept, unkeyed):
+        assert await owner.reserve(reserved) is None
+    assert await owner.keep_hold(kept) is True
+    if backend == "redis":
+        await owner.close()  # the instance that made the holds is gone: only the other one sweeps
+    await asyncio.sleep(0.4)  # real time past the deadline
+    await sweeper.sweep_holds(100)  # its own sweeper may have been first: the wallet tells
+
+    async def only_the_kept_hold() -> bool:
+        view = await sweeper.wallet(PROVIDER, "acc_rich", rich)
+        return (view.held_cents, view.key_held_cents) == (3, 3)
+
+    await eventually(only_the_kept_hold, "the lost holds given back, the kept one still held")
+    assert await sweeper.sweep_holds(100) == 0
+    assert await sweeper.settle(lost, 1_500_000) is None  # ended by the sweep: nothing charged
+    await sweeper.release(unkeyed)
+    assert await sweeper.keep_hold(lost) is False
+    assert await sweeper.settle(kept, 2_500_000) == 2  # the job's hold settles as ever
+    view = await sweeper.wallet(PROVIDER, "acc_rich", rich)
+    assert (view.wallet_cents, view.held_cents, view.key_held_cents, view.key_spent_cents) == (998, 0, 0, 2)
+
+
+async def test_the_mock_clock_does_not_end_a_hold(make_state: StateMaker) -> None:
+    """Deadlines are real time: advancing the mock's clock by days leaves an open hold open."""
+    state = await make_state()  # the default deadline: an hour of real time
+    held = hold("h-running", RICH, 2, 1_500_000)
+    assert await state.reserve(held) is None
+    await state.advance_clock(3 * 86_400)
+    assert await state.sweep_holds(100) == 0
+    assert (await state.wallet(PROVIDER, "acc_rich", None)).held_cents == 2
+    assert await state.settle(held, 1_500_000) == 1
+
+
 # -- admission: rate windows and faults --------------------------------------------------------------------
 
 

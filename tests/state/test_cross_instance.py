@@ -517,16 +517,27 @@ BOUND = 8.0
 """Seconds a request or a health check may take against a lost Redis (2 s timeouts, one retry)."""
 
 
-@pytest.mark.xfail(
-    reason="known bug: a synchronous request whose reserve reached Redis but whose settle/release did not "
-    "(Redis lost in between) leaves its hold open forever (state/redis/scripts.py RESERVE: the hold has no "
-    "expiry and nobody retries it); seen as held 27 instead of 25. Timing-dependent, so not strict.",
-    strict=False,
+HOLD_SECONDS = 3.0
+"""The hold deadline of the tests below (``--hold-seconds``): far past what one request takes here."""
+SLOW_JOBS = 0.01
+"""``job_speed`` keeping a video running (its hold open) through the waits below."""
+SWEPT_WITHIN = HOLD_SECONDS + 5.0 + BOUND
+"""A hold made before it is given back within its deadline, a sweep interval (at most 5 s) and slack."""
+
+
+@pytest.mark.parametrize(
+    "hold_seconds",
+    [
+        HOLD_SECONDS,  # the deadline sweep gives the cut requests' holds back (the outbox may be first)
+        600.0,  # far past the wait below: only the instance's outbox, retried when Redis is back, can
+    ],
+    ids=["deadline", "outbox"],
 )
 def test_a_billed_request_cut_by_a_lost_redis_charges_nothing_half_way(
-    own_redis: RedisServer, start_mock: Callable[..., MockControl]
+    own_redis: RedisServer, start_mock: Callable[..., MockControl], hold_seconds: float
 ) -> None:
-    mock = start_mock(state=own_redis.url, state_prefix="cut")
+    # Jobs 100 times slower: the video runs on while the cut requests' holds reach their deadline.
+    mock = start_mock(state=own_redis.url, state_prefix="cut", hold_seconds=hold_seconds, job_speed=SLOW_JOBS)
     video = {"model": "veo-lite", "type": "video", "prompt": "waves"}
     url = mock.url("pahlavan", "/api/v1/generations")
     # A video holds 25 cents until it finishes: the hold is open when Redis goes.
@@ -560,10 +571,17 @@ def test_a_billed_request_cut_by_a_lost_redis_charges_nothing_half_way(
         "health back to 200",
         BOUND,
     )
-    # Every image that answered 200 was fully charged; no other hold but the video's is left.
+    # Every image that answered 200 was fully charged; the holds of those cut between reserve and settle
+    # are given back by the sweep at their deadline; the video's is kept for its job.
+    wait_until(
+        lambda: wallet_hash(own_redis.url, "cut", "pahlavan", PV_ACCOUNT)["held"] == 25,
+        "the cut requests' holds given back",
+        SWEPT_WITHIN,
+    )
+    time.sleep(1.0)  # several sweeps later: still the video's hold, no more given back
     wallet = wallet_hash(own_redis.url, "cut", "pahlavan", PV_ACCOUNT)
     assert wallet["held"] == 25, wallet
-    mock.advance(PAST_ANY_JOB)
+    mock.advance(PAST_ANY_JOB / SLOW_JOBS)
     done = requests.get(status_url, headers=PV_KEY, timeout=20)
     assert done.json()["status"] == "succeeded", done.text
     wallet = wallet_hash(own_redis.url, "cut", "pahlavan", PV_ACCOUNT)
@@ -572,3 +590,70 @@ def test_a_billed_request_cut_by_a_lost_redis_charges_nothing_half_way(
     # 0.3 cent an image, settled in whole cents with a carry: the video and whole cents of the images
     # that answered 200 (an image cut after its settle may be charged too: at most one cent each).
     assert 100_000 - 25 - images <= wallet["balance"] <= 100_000 - 25 - (images * 3) // 10, (wallet, images)
+
+
+def test_a_killed_instance_s_open_hold_is_given_back_by_the_other(
+    redis_server: RedisServer, redis_prefix: str, tmp_path: Path
+) -> None:
+    """An instance killed (SIGKILL) between a stream's reserve and its settle never gives the hold back
+    itself: the other instance's sweep does, after the hold's deadline, charging nothing."""
+    args = ("--state", redis_server.url, "--state-prefix", redis_prefix, "--hold-seconds", str(HOLD_SECONDS))
+    # Paced: a 200-token stream takes ~40 s, so it is mid-way (its hold open) when its instance dies.
+    with instances(tmp_path, 2, *args, "--tokens-per-second", "5") as (doomed, other):
+        seeded = wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)
+        assert seeded.get("held", 0) == 0, seeded
+        stream = requests.post(
+            doomed.origin + "/pahlavan/api/v1/chat/completions",
+            json={"model": "glm-4.5", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                  "max_tokens": 200},
+            headers=PV_KEY,
+            stream=True,
+            timeout=30,
+        )  # fmt: skip
+        try:
+            assert stream.status_code == 200, stream.text
+            next(stream.iter_lines())  # the first event: reserved, streaming
+            held = wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)
+            assert held.get("held", 0) > 0, held
+            doomed.stop(signal.SIGKILL)
+        finally:
+            stream.close()
+        wait_until(
+            lambda: wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT).get("held", 0) == 0,
+            "the killed instance's hold given back by the other",
+            SWEPT_WITHIN,
+        )
+        wallet = wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)
+        assert wallet["balance"] == seeded["balance"], (wallet, seeded)  # nothing charged half-way
+        assert requests.get(other.origin + "/_mock/health", timeout=10).status_code == 200
+        # The survivor's sweeper gave it back (the killed one never came back), and says so.
+        assert "gave back 1 wallet hold(s) past their deadline" in other.log.read_text()
+
+
+def test_a_running_video_s_hold_is_not_swept(
+    redis_server: RedisServer, redis_prefix: str, start_mock: Callable[..., MockControl]
+) -> None:
+    """A video's hold outlasts any deadline while its job runs, then its job settles it."""
+    mock = start_mock(
+        state=redis_server.url, state_prefix=redis_prefix, hold_seconds=0.2, job_speed=SLOW_JOBS
+    )
+    created = requests.post(
+        mock.url("pahlavan", "/api/v1/videos/generations"),
+        json={"model": "veo-lite", "prompt": "waves"},
+        headers=PV_KEY,
+        timeout=10,
+    )
+    assert created.status_code == 202, created.text
+    seeded = 100_000
+    assert wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT) == {
+        "balance": seeded,
+        "held": 25,
+    }
+    # Real time: 10 deadlines and several sweeps (every 50 ms at this deadline) while the job runs.
+    time.sleep(2.0)
+    assert wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)["held"] == 25
+    mock.advance(PAST_ANY_JOB / SLOW_JOBS)
+    done = requests.get(created.json()["status_url"], headers=PV_KEY, timeout=20)
+    assert done.json()["status"] == "succeeded", done.text
+    wallet = wallet_hash(redis_server.url, redis_prefix, "pahlavan", PV_ACCOUNT)
+    assert (wallet["balance"], wallet["held"]) == (seeded - 25, 0), wallet

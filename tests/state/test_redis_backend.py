@@ -244,3 +244,35 @@ def test_safe_url_drops_credentials() -> None:
     assert safe_url("redis://u:secret@example.test:6380/2") == "redis://example.test:6380/2"
     assert safe_url("rediss://:secret@[::1]:6379/0") == "rediss://[::1]:6379/0"
     assert safe_url("unix://:secret@/run/redis.sock?db=1") == "unix:///run/redis.sock"
+
+
+async def test_holds_a_lost_redis_cut_are_given_back_when_it_returns(
+    own_redis: RedisServer, open_state: Opener
+) -> None:
+    """A settle and a release that met a lost Redis are retried by the outbox once it is back (not at the
+    hour-long deadline), except on a hold kept for a job meanwhile: its job settles it."""
+    state = await open_state(own_redis.url)
+    rich = key_id_of(RICH)
+    request = HoldRecord("h-request", PROVIDER, "acc_rich", rich, 2, 2, "0.015", 1_500_000)
+    stream = HoldRecord("h-stream", PROVIDER, "acc_rich", rich, 3, 3, "0.025", 2_500_000)
+    video = HoldRecord("h-video", PROVIDER, "acc_rich", rich, 5, 5, "0.05", 5_000_000)
+    for hold in (request, stream, video):
+        assert await state.reserve(hold) is None
+    assert await state.keep_hold(video)
+    own_redis.stop()
+    with pytest.raises(StateError):
+        await state.settle(request, 1_500_000)
+    with pytest.raises(StateError):
+        await state.release(stream)
+    with pytest.raises(StateError):
+        await state.settle(video, 5_000_000)  # a finisher meeting the outage: its job runs again
+    own_redis.start()
+    async with asyncio.timeout(15):  # the sweeper's next turn (every 5 s at the default deadline)
+        while True:
+            if (await state.wallet(PROVIDER, "acc_rich", rich)).held_cents == 5:
+                break
+            await asyncio.sleep(0.1)
+    assert await state.settle(video, 5_000_000) == 5  # the job's retry settles its hold as ever
+    view = await state.wallet(PROVIDER, "acc_rich", rich)
+    assert (view.wallet_cents, view.held_cents, view.key_held_cents, view.key_spent_cents) == (995, 0, 0, 5)
+    assert await state.settle(request, 1_500_000) is None  # given back: nothing charged for a 503

@@ -101,6 +101,11 @@ async def create(call: Call, *, unified: bool) -> Reply:
         data={"video": video.to_json()},
         finisher=FINISHER,
     )
+    # Kept only once the job is stored: an instance lost before that leaves a hold no job would end, and
+    # its deadline gives it back. A job runs on the mock's clock for as long as it takes, so its hold
+    # has no deadline at all (a lease to renew would be lost with the instance anyway: the job engine
+    # hands the job, and with it the hold, to another instance).
+    await billing.keep(call.services.state, hold)
     if body.get("async", True):
         return JsonReply(_view(call, job), status=202)
     job = await call.services.jobs.wait(job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -13,6 +14,7 @@ from mockserver.core.ratelimit import WINDOW_SECONDS, RateState
 from mockserver.core.retention import FILES_PER_RESOURCE, ResourceTable, Retention
 from mockserver.settings import Settings
 from mockserver.state.api import KEEP, Admission, JournalRow, Keep, State, Topic
+from mockserver.state.holds import HoldSweeper, sweep_interval
 from mockserver.state.memory.journal import JournalRing
 from mockserver.state.memory.queues import DeliveryQueue, JobQueue
 from mockserver.state.records import (
@@ -68,6 +70,8 @@ class MemoryState(State):
         self._due_order = itertools.count()
         """Ties between equal due times go to the first scheduled."""
         self._journal = JournalRing(settings.journal_max_entries, settings.journal_max_bytes)
+        self._hold_seconds = settings.hold_seconds
+        self._sweeper = HoldSweeper(self.sweep_holds, sweep_interval(settings.hold_seconds))
         # The ring's own method, bound once: ``record`` runs for every request, a delegating call costs.
         self.record = self._journal.record  # type: ignore[method-assign]
         self._load()
@@ -81,6 +85,9 @@ class MemoryState(State):
         self._ledgers: dict[tuple[str, str], _Ledger] = {}
         """By (provider, account id) and (provider, key id): the two never collide (``key_`` + hex)."""
         self._holds: dict[str, HoldRecord] = {}
+        self._deadlines: dict[str, float] = {}
+        """Open holds not kept, by id: their deadline (``time.monotonic``). Every hold gets the same
+        lifetime, so insertion order is deadline order: the sweep stops at the first one not due."""
         for provider_id, seed in self._seeds.items():
             keys = self._keys[provider_id] = {}
             by_id = self._key_ids[provider_id] = {}
@@ -110,10 +117,12 @@ class MemoryState(State):
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Nothing to connect to: the seed was loaded when the state was made."""
+        """Nothing to connect to (the seed was loaded when the state was made): start the hold sweeper."""
+        self._sweeper.start()
 
     async def close(self) -> None:
-        """Nothing to flush."""
+        """Nothing to flush: stop the hold sweeper."""
+        await self._sweeper.stop()
 
     async def reset(self) -> None:
         """Back to the seed: keys, wallets, resources, jobs, deliveries, journal, faults, windows, clock."""
@@ -250,11 +259,13 @@ class MemoryState(State):
         if spent is not None:
             spent.held += cents
         self._holds[hold.id] = hold
+        self._deadlines[hold.id] = time.monotonic() + self._hold_seconds
         return None
 
     def _unhold(self, hold: HoldRecord) -> _Ledger | None:
         """Drop an open hold's cents; the key's ledger (None without a key)."""
         del self._holds[hold.id]
+        self._deadlines.pop(hold.id, None)
         self._ledgers[hold.provider, hold.account].held -= hold.cents
         spent = self._ledgers.get((hold.provider, hold.key_id)) if hold.key_id is not None else None
         if spent is not None:
@@ -279,6 +290,21 @@ class MemoryState(State):
         """Give a hold back (a no-op once settled or released)."""
         if hold.id in self._holds:
             self._unhold(hold)
+
+    async def keep_hold(self, hold: HoldRecord) -> bool:
+        """Take an open hold off its deadline (it covers a job now); False when it already ended."""
+        self._deadlines.pop(hold.id, None)
+        return hold.id in self._holds
+
+    async def sweep_holds(self, limit: int) -> int:
+        """Give back up to ``limit`` open holds past their deadline (oldest first)."""
+        now = time.monotonic()
+        due = list(
+            itertools.islice(itertools.takewhile(lambda d: d[1] <= now, self._deadlines.items()), limit)
+        )
+        for hold_id, _ in due:
+            self._unhold(self._holds[hold_id])
+        return len(due)
 
     # -- admission ------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ class KeyNames:
         "faults",
         "files",
         "files_time",
+        "holds_due",
         "instance",
         "jobs_due",
         "journal",
@@ -50,6 +51,7 @@ class KeyNames:
         self.files = p + "files"
         self.files_time = p + "files:time"
         self.jobs_due = p + "jobs:due"
+        self.holds_due = p + "holds:due"
         self.deliveries = p + "dlv"
         self.deliveries_order = p + "dlv:order"
         self.deliveries_due = p + "dlv:due"

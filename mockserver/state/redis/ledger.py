@@ -3,16 +3,20 @@
 A key is a JSON record in the provider's ``keys`` hash; its spend limit is mirrored in its ``spend`` hash
 (with spent and held cents) so ``reserve`` checks it atomically. Wallets are hashes of balance, held and
 carry. Reserve, settle and release are one Lua script each (``scripts.py``); a hold's key says whether it
-is open, and ends ``settled`` or ``released`` once.
+is open, and ends ``settled`` or ``released`` once. An open hold not kept for a job is also in the
+``holds:due`` sorted set by its real-time deadline, where ``sweep_holds`` finds it if its request never
+settled (``state.holds``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from mockserver.errors import StateError
 from mockserver.state.api import KEEP, Keep
 from mockserver.state.records import AccountRecord, HoldRecord, KeyRecord, Refusal, WalletView
 from mockserver.state.redis.batch import ScriptBatch
@@ -21,10 +25,14 @@ from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
 from mockserver.state.seed import Seed
 
+log = logging.getLogger("mockserver.state")
+
 MICROCENTS_PER_CENT = 1_000_000
 """As ``core.billing`` counts (the state layer does not import it)."""
 HOLD_TOMBSTONE_SECONDS = 24 * 3600
 """How long a settled or released hold is remembered (a late second settle or release stays a no-op)."""
+OUTBOX_CAP = 10_000
+"""Most holds this instance remembers to give back once Redis answers again (past it, the deadline does)."""
 UPDATE_TRIES = 8
 """Compare-and-set rounds ``update_key`` tries against concurrent updates of the same key."""
 
@@ -70,13 +78,18 @@ def _view(wallet: list[Any], spend: list[Any] | None) -> WalletView:
 class Ledger:
     """Keys, accounts, wallets and holds of every provider."""
 
-    def __init__(self, conn: Conn, names: KeyNames, scripts: Scripts) -> None:
+    def __init__(self, conn: Conn, names: KeyNames, scripts: Scripts, hold_seconds: float) -> None:
         self._conn = conn
+        self._hold_ms = str(max(1, round(hold_seconds * 1000)))
+        """A hold's lifetime in real milliseconds: ``reserve`` dates its deadline on Redis's clock."""
         self._names = names
         self._scripts = scripts
         # Billed requests under load reserve and settle in the same loop turns: pipelined like admit.
         self._reserve = ScriptBatch(conn.redis, scripts.reserve)
         self._settle = ScriptBatch(conn.redis, scripts.settle)
+        self.outbox: dict[str, HoldRecord] = {}
+        """Holds whose reserve, settle or release failed here (Redis lost): the request failed with them,
+        so ``retry_outbox`` gives them back once Redis answers, within seconds instead of at the deadline."""
         self.cache: dict[tuple[str, str], KeyRecord] = {}
         """Keys found, by (provider, secret): ``find_key`` answers from here; a ``keys`` notice clears it."""
 
@@ -222,15 +235,25 @@ class Ledger:
             names.hold(hold.id),
             names.wallet(hold.provider, hold.account),
             names.spend(hold.provider, hold.key_id),
+            names.holds_due,
         ]
+
+    def _remember(self, hold: HoldRecord) -> None:
+        if len(self.outbox) < OUTBOX_CAP:
+            self.outbox[hold.id] = hold
 
     async def reserve(self, hold: HoldRecord) -> Refusal | None:
         """Check and hold atomically (a hold already made under this id stays as it is)."""
-        reply = await self._conn.call(
-            self._reserve(
-                keys=self._hold_keys(hold), args=[str(hold.cents), "0" if hold.key_id is None else "1"]
+        try:
+            reply = await self._conn.call(
+                self._reserve(
+                    keys=self._hold_keys(hold),
+                    args=[str(hold.cents), "0" if hold.key_id is None else "1", self._hold_ms],
+                )
             )
-        )
+        except StateError:
+            self._remember(hold)  # the script may have run, its reply lost: the hold would be orphaned
+            raise
         status = text(reply[0])
         if status in ("ok", "held"):
             return None
@@ -244,25 +267,74 @@ class Ledger:
                 f"a settlement of {microcents} micro-cents does not fit the hold's {hold.microcents}"
             )
         whole, sub = divmod(microcents, MICROCENTS_PER_CENT)
-        reply = await self._conn.call(
-            self._settle(
-                keys=self._hold_keys(hold),
-                args=[
-                    str(hold.cents),
-                    str(whole),
-                    str(sub),
-                    "0" if hold.key_id is None else "1",
-                    str(HOLD_TOMBSTONE_SECONDS),
-                ],
+        try:
+            reply = await self._conn.call(
+                self._settle(
+                    keys=self._hold_keys(hold),
+                    args=[
+                        str(hold.cents),
+                        str(whole),
+                        str(sub),
+                        "0" if hold.key_id is None else "1",
+                        str(HOLD_TOMBSTONE_SECONDS),
+                    ],
+                )
             )
-        )
+        except StateError:
+            # The request fails (503): released later, charging nothing. Had the settle run after all
+            # (its reply lost), that release is a no-op: the charge stands, once.
+            self._remember(hold)
+            raise
         return None if reply is None else int(reply)
 
-    async def release(self, hold: HoldRecord) -> None:
-        """Give the hold back (a no-op once it ended)."""
-        await self._conn.call(
-            self._scripts.release(
-                keys=self._hold_keys(hold),
-                args=[str(hold.cents), "0" if hold.key_id is None else "1", str(HOLD_TOMBSTONE_SECONDS)],
+    async def release(self, hold: HoldRecord, *, unkept_only: bool = False) -> bool:
+        """Give the hold back (a no-op once it ended; with ``unkept_only`` also when kept for a job);
+        whether it was open and given back."""
+        try:
+            released = await self._conn.call(
+                self._scripts.release(
+                    keys=self._hold_keys(hold),
+                    args=[
+                        str(hold.cents),
+                        "0" if hold.key_id is None else "1",
+                        str(HOLD_TOMBSTONE_SECONDS),
+                        "1" if unkept_only else "0",
+                    ],
+                )
+            )
+        except StateError:
+            self._remember(hold)
+            raise
+        return bool(released)
+
+    async def retry_outbox(self) -> int:
+        """Give back the holds remembered in the outbox, unless kept for a job meanwhile (a job's finisher
+        met the outage: its job runs again and settles the hold); how many were still open. Stops at the
+        first failure (Redis still away): the rest wait for the next turn."""
+        given = 0
+        for hold in list(self.outbox.values()):
+            given += await self.release(hold, unkept_only=True)
+            self.outbox.pop(hold.id, None)
+        return given
+
+    async def keep_hold(self, hold: HoldRecord) -> bool:
+        """Take an open hold off the deadline set; False when it already ended."""
+        kept = await self._conn.call(
+            self._scripts.keep_hold(
+                keys=self._hold_keys(hold), args=[str(hold.cents), "0" if hold.key_id is None else "1"]
             )
         )
+        return bool(kept)
+
+    async def sweep_holds(self, limit: int) -> int:
+        """Give back up to ``limit`` open holds past their deadline (one script run), after the outbox."""
+        if self.outbox:
+            given = await self.retry_outbox()
+            if given:
+                log.warning("gave back %d wallet hold(s) of requests the state failed", given)
+        swept = await self._conn.call(
+            self._scripts.sweep_holds(
+                keys=[self._names.holds_due], args=[str(limit), str(HOLD_TOMBSTONE_SECONDS)]
+            )
+        )
+        return int(swept)

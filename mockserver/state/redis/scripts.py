@@ -15,8 +15,20 @@ PRELUDE = """
 local function I(n) return string.format('%d', n) end
 """
 
-RESERVE = """
--- KEYS: hold, wallet, spend; ARGV: cents, has key (1/0)
+HOLDS = """
+-- A hold's entry in the deadline set (KEYS[4]): everything the sweep needs to give it back without its
+-- caller (hold key, cents, wallet key, spend key or ''), rebuilt the same by every hold script.
+local function member(cents, has_key)
+  local spend = ''
+  if has_key == '1' then spend = KEYS[3] end
+  return KEYS[1] .. '\\n' .. cents .. '\\n' .. KEYS[2] .. '\\n' .. spend
+end
+"""
+
+RESERVE = (
+    HOLDS
+    + """
+-- KEYS: hold, wallet, spend, holds due; ARGV: cents, has key (1/0), hold lifetime (real ms)
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'held'} end
 local cents = tonumber(ARGV[1])
 local w = redis.call('HMGET', KEYS[2], 'balance', 'held', 'carry')
@@ -34,11 +46,19 @@ end
 redis.call('HINCRBY', KEYS[2], 'held', ARGV[1])
 if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'held', ARGV[1]) end
 redis.call('SET', KEYS[1], 'open')
+-- The deadline on Redis's own clock: real time every instance agrees on (not the mock's clock).
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[4], I(deadline), member(ARGV[1], ARGV[2]))
 return {'ok'}
 """
+)
 
-SETTLE = """
--- KEYS: hold, wallet, spend; ARGV: hold cents, whole cents, sub-cent micro-cents, has key, tombstone s
+SETTLE = (
+    HOLDS
+    + """
+-- KEYS: hold, wallet, spend, holds due; ARGV: hold cents, whole cents, sub-cent micro-cents, has key,
+-- tombstone s
 if redis.call('GET', KEYS[1]) ~= 'open' then return false end
 local sub = tonumber(ARGV[3]) + tonumber(redis.call('HGET', KEYS[2], 'carry') or '0')
 local extra = math.floor(sub / 1000000)
@@ -52,17 +72,54 @@ if ARGV[4] == '1' then
   redis.call('HINCRBY', KEYS[3], 'spent', I(settled))
 end
 redis.call('SET', KEYS[1], 'settled', 'EX', ARGV[5])
+redis.call('ZREM', KEYS[4], member(ARGV[1], ARGV[4]))
 return settled
 """
+)
 
-RELEASE = """
--- KEYS: hold, wallet, spend; ARGV: hold cents, has key, tombstone s
+RELEASE = (
+    HOLDS
+    + """
+-- KEYS: hold, wallet, spend, holds due; ARGV: hold cents, has key, tombstone s, only if on its deadline
+-- (1: a retried release leaves a hold kept for a job alone: its job settles it)
 if redis.call('GET', KEYS[1]) ~= 'open' then return 0 end
+if ARGV[4] == '1' and not redis.call('ZSCORE', KEYS[4], member(ARGV[1], ARGV[2])) then return 0 end
 local cents = tonumber(ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'held', I(-cents))
 if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'held', I(-cents)) end
 redis.call('SET', KEYS[1], 'released', 'EX', ARGV[3])
+redis.call('ZREM', KEYS[4], member(ARGV[1], ARGV[2]))
 return 1
+"""
+)
+
+KEEP_HOLD = (
+    HOLDS
+    + """
+-- KEYS: hold, wallet, spend, holds due; ARGV: hold cents, has key. Off the deadline set: a job ends it.
+if redis.call('GET', KEYS[1]) ~= 'open' then return 0 end
+redis.call('ZREM', KEYS[4], member(ARGV[1], ARGV[2]))
+return 1
+"""
+)
+
+SWEEP_HOLDS = """
+-- KEYS: holds due; ARGV: limit, tombstone s. Give back (as RELEASE does) open holds past their deadline.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', I(now), 'LIMIT', 0, tonumber(ARGV[1]))
+local swept = 0
+for _, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local hold, cents, wallet, spend = string.match(m, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)$')
+  if hold and redis.call('GET', hold) == 'open' then
+    redis.call('HINCRBY', wallet, 'held', I(-tonumber(cents)))
+    if spend ~= '' then redis.call('HINCRBY', spend, 'held', I(-tonumber(cents))) end
+    redis.call('SET', hold, 'released', 'EX', ARGV[2])
+    swept = swept + 1
+  end
+end
+return swept
 """
 
 SET_WALLET = """
@@ -355,6 +412,8 @@ class Scripts:
         self.reserve = script(RESERVE)
         self.settle = script(SETTLE)
         self.release = script(RELEASE)
+        self.keep_hold = script(KEEP_HOLD)
+        self.sweep_holds = script(SWEEP_HOLDS)
         self.set_wallet = script(SET_WALLET)
         self.add_key = script(ADD_KEY)
         self.update_key = script(UPDATE_KEY)

@@ -21,6 +21,7 @@ from mockserver.core.ratelimit import WINDOW_SECONDS, RateState
 from mockserver.errors import StateError
 from mockserver.settings import Settings
 from mockserver.state.api import KEEP, Admission, JournalRow, Keep, State, Topic
+from mockserver.state.holds import HoldSweeper, sweep_interval
 from mockserver.state.records import (
     AccountRecord,
     DeliveryRecord,
@@ -60,7 +61,8 @@ class RedisState(State):
         self._names = names = KeyNames(settings.state_prefix)
         self._scripts = scripts = Scripts(self._conn.redis)
         self._seed_ops = orjson.dumps(seed_ops(names, self._seeds))
-        self._ledger = Ledger(self._conn, names, scripts)
+        self._ledger = Ledger(self._conn, names, scripts, settings.hold_seconds)
+        self._sweeper = HoldSweeper(self._ledger.sweep_holds, sweep_interval(settings.hold_seconds))
         self._tables = Tables(self._conn, names, scripts, clock, settings, len(self._seeds))
         self._queues = Queues(self._conn, names, scripts, clock, self._tables)
         self._queues.providers = tuple(self._seeds)
@@ -90,9 +92,11 @@ class RedisState(State):
         self._queues.instance = str(self.instance)
         await self._resync()  # seeds an empty prefix
         await self._notices.start()
+        self._sweeper.start()
 
     async def close(self) -> None:
-        """Write the buffered journal, stop listening, disconnect."""
+        """Stop sweeping holds, write the buffered journal, stop listening, disconnect."""
+        await self._sweeper.stop()
         await self._journal.close()
         await self._notices.stop()
         await self._conn.close()
@@ -336,6 +340,14 @@ class RedisState(State):
     async def release(self, hold: HoldRecord) -> None:
         """Give a hold back."""
         await self._ledger.release(hold)
+
+    async def keep_hold(self, hold: HoldRecord) -> bool:
+        """Take an open hold off its deadline (it covers a job now)."""
+        return await self._ledger.keep_hold(hold)
+
+    async def sweep_holds(self, limit: int) -> int:
+        """Give back open holds past their deadline."""
+        return await self._ledger.sweep_holds(limit)
 
     # -- resources and files: ``tables`` --------------------------------------------------------------------
 
