@@ -18,6 +18,7 @@ import pytest
 import requests
 import schemathesis
 from _mock_test_helpers import sweep_run
+from redis_fixture import RedisServer
 
 from mockserver.core.router import Router
 from mockserver.core.spec import JSON_MEDIA_TYPE, Spec, load_spec
@@ -275,6 +276,42 @@ def test_webhook_deliveries(mock: Any, unreachable_hook: str) -> None:
     error(mock, "POST", "/webhooks/msg_unknown/resend", status=404, code="not_found")
     secrets = control(mock, "GET", "/webhooks/secrets")
     assert set(secrets["secrets"]) == {ARTIFICIAL}
+
+
+STATE_ROUTES = [
+    ("POST", "/reset", None),
+    ("POST", "/clock/advance", {"seconds": 60}),
+    ("GET", "/requests", None),
+    ("GET", "/violations", None),
+    ("POST", "/faults", {"provider": PAHLAVAN, "status": 500}),
+    ("GET", "/faults", None),
+    ("DELETE", "/faults", None),
+    ("GET", "/files/file_unknown/out.png", None),
+    ("GET", "/webhooks", None),
+    ("GET", "/webhooks/secrets", None),
+    ("GET", "/webhooks/msg_unknown", None),
+    ("POST", "/webhooks/msg_unknown/resend", None),
+    ("GET", "/resources", None),
+    ("GET", "/metrics", None),
+]
+"""Control routes that read or change the state (accounts and keys too, declared in their own sections)."""
+
+
+def test_state_backend_down_is_a_declared_503(own_redis: RedisServer, start_mock: Any) -> None:
+    # own_redis first: set up before the mock, so it is up again when the mock's teardown reads it.
+    mock = start_mock(state=own_redis.url, state_prefix="control503")
+    control(mock, "GET", "/faults")
+    own_redis.stop()
+    try:
+        for method, path, body in STATE_ROUTES:
+            response = mock.http.request(method, f"{mock.base_url}/_mock{path}", json=body, timeout=30)
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.json()["error"]["code"] == "unavailable"
+            assert response.headers["Retry-After"] == "1"
+            assert spec_errors(method, path, 503, response) == []
+    finally:
+        own_redis.start()
+    assert control(mock, "GET", "/faults") == {"faults": []}
 
 
 def test_files(mock: Any) -> None:
