@@ -36,7 +36,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -296,27 +296,18 @@ class WebhookDispatcher:
         return delivery
 
     async def first_of_series(self, resent: DeliveryRecord, within: float | None = None) -> DeliveryRecord:
-        """``resent`` (just ``resend``) as of its new series' first attempt, once that attempt is recorded
-        (by any instance), for at most ``within`` s; as it stands then if that attempt is not made by then.
-        The series' retry may be due milliseconds after it (full jitter) and made before this reads the
-        state: the answer still holds exactly the first attempt (the retry shows in later reads)."""
+        """``resent`` as of its new series' first attempt once any instance made it (within ``within`` s),
+        even when the series' retry, due a moment later (full jitter), was made before this read it."""
         first = resent.series_start + 1
         latest = resent
-        limit = self.policy.attempt_timeout + 1.0 if within is None else within
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(limit):
-                while True:
-                    self._progress.clear()
-                    if self._task is None:
-                        await self._claim_due()  # no loop running (tests driving it by hand)
-                    latest = await self._state.get_delivery(resent.id) or latest
-                    if len(latest.attempts) >= first:
-                        return _as_of(latest, first)
-                    # Woken by an attempt ending here; re-read now and then for those of other instances.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(POLL_SECONDS * 4):
-                            await self._progress.wait()
-        return latest
+
+        async def made() -> bool:
+            nonlocal latest
+            latest = await self._state.get_delivery(resent.id) or latest
+            return len(latest.attempts) >= first
+
+        await self._until(made, within)
+        return _as_of(latest, first) if len(latest.attempts) >= first else latest
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """A delivery by id."""
@@ -328,6 +319,15 @@ class WebhookDispatcher:
 
     async def settle(self, within: float | None = None) -> None:
         """Wait until every delivery due by the clock has made its attempt (for at most ``within`` s)."""
+
+        async def settled() -> bool:
+            due = await self._state.next_delivery_due()
+            return not self._attempting and (due is None or due > self._clock.now())
+
+        await self._until(settled, within)
+
+    async def _until(self, done: Callable[[], Awaitable[bool]], within: float | None) -> None:
+        """Until ``done()`` (asked after each attempt here, and every 0.2 s), for at most ``within`` s."""
         limit = self.policy.attempt_timeout + 1.0 if within is None else within
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
@@ -335,10 +335,8 @@ class WebhookDispatcher:
                     self._progress.clear()
                     if self._task is None:
                         await self._claim_due()  # no loop running (tests driving it by hand)
-                    due = await self._state.next_delivery_due()
-                    if not self._attempting and (due is None or due > self._clock.now()):
+                    if await done():
                         return
-                    # Woken by an attempt ending here; re-read now and then for those of other instances.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(POLL_SECONDS * 4):
                             await self._progress.wait()
