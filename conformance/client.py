@@ -20,8 +20,11 @@ from urllib.parse import quote, quote_plus
 
 import requests
 
+from mockserver.recordings import CREDENTIAL_HEADERS
+
 REDACTED = "[REDACTED]"
-SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+SENSITIVE_HEADERS = CREDENTIAL_HEADERS
+"""Headers masked whole in whatever the suite shows: the recording format's one list."""
 WORD = r"A-Za-z0-9_~\-"
 TOKEN_CHARS = WORD + "."
 """Characters that continue a key-like token: a secret next to one of them is part of a longer word."""

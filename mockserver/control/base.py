@@ -19,6 +19,8 @@ log = logging.getLogger("mockserver")
 
 ControlHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MOCK = web.AppKey("control_mock", Mock)
+RETRY_AFTER_SECONDS = "1"
+"""The ``Retry-After`` of the 503 a control route answers while the state backend does not answer."""
 
 
 class ControlError(Exception):
@@ -112,9 +114,11 @@ def guarded(handler: ControlHandler, *, public: bool = False) -> ControlHandler:
             # The state backend failed: a 503 to retry, one log line, no traceback.
             request.app[MOCK].services.state.errors += 1
             log.warning("control %s %s: the state backend failed: %s", request.method, request.path, exc)
-            return _error_response(
+            response = _error_response(
                 ControlError(503, f"the state backend is unavailable: {exc}", "unavailable")
             )
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS  # as the providers' own 503 says
+            return response
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

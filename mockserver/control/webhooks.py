@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from mockserver.control.base import ControlError, ControlHandler, json_reply, mock_of
-from mockserver.core.webhooks import public
+from mockserver.state.records import DeliveryRecord
+
+
+def public(delivery: DeliveryRecord) -> dict[str, Any]:
+    """What the control API shows of a delivery (never the secret)."""
+    return {
+        "id": delivery.id,
+        "provider": delivery.provider,
+        "event": delivery.event,
+        "url": delivery.url,
+        "status": delivery.status,
+        "created_at": delivery.created_at,
+        "next_attempt_at": delivery.next_attempt_at,
+        "attempts": [
+            {
+                "number": a.number,
+                "time": a.time,
+                "status": a.status,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+                "backoff_seconds": a.backoff_seconds,
+                "next_attempt_at": a.next_attempt_at,
+                "response_excerpt": a.response_excerpt,
+            }
+            for a in delivery.attempts
+        ],
+        "payload": delivery.payload,
+    }
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
@@ -47,9 +76,11 @@ async def resend_webhook(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such webhook delivery")
     if delivery.status == "pending":
         raise ControlError(409, "the delivery is still pending; advance the clock to retry it", "conflict")
-    await webhooks.resend(delivery.id)
-    await webhooks.settle()
-    return json_reply(public(await webhooks.get(delivery.id) or delivery), 202)
+    resent = await webhooks.resend(delivery.id)
+    if resent is None:  # reset meanwhile
+        raise web.HTTPNotFound(text="no such webhook delivery")
+    # Exactly the new series' first attempt, even when its retry is due (full jitter) milliseconds later.
+    return json_reply(public(await webhooks.first_of_series(resent)), 202)
 
 
 WEBHOOK_ROUTES: list[tuple[str, str, ControlHandler]] = [

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from mockserver.core.journal import Entry, Journal
+from mockserver.recordings import CREDENTIAL_HEADERS
 
 RING_SIZE = 200
 """Requests whose bodies are kept for the detail view."""
@@ -27,10 +28,6 @@ MAX_BODY_CAPTURE = 64 * 1024
 QUEUE_SIZE = 1000
 """Events buffered per subscriber; a subscriber that falls this far behind misses events (told so)."""
 REDACTED = "[redacted]"
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
-)
-"""Headers dropped whatever their value (any other header carrying a known key is masked too)."""
 
 Secrets = Callable[[], Iterable[str]]
 """Every key the mock knows (of any provider: a client may send one to the wrong provider), to mask."""
@@ -151,6 +148,8 @@ def _mask(text: str, masks: list[str]) -> str:
 
 
 def _headers(headers: Mapping[str, str], masks: list[str]) -> dict[str, str]:
+    # Credential headers (the recording format's one list) keep their name, never their value; any other
+    # header carrying a known key is masked too.
     return {
         name: REDACTED if name.lower() in CREDENTIAL_HEADERS else _mask(value, masks)
         for name, value in headers.items()

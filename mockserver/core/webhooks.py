@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -35,7 +36,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -117,33 +118,6 @@ def outcome_of(attempt: AttemptRecord) -> str:
     if attempt.refused:
         return "refused"
     return "delivered" if attempt.error is None else "rejected" if attempt.status is not None else "failed"
-
-
-def public(delivery: DeliveryRecord) -> dict[str, Any]:
-    """What the control API shows of a delivery (never the secret)."""
-    return {
-        "id": delivery.id,
-        "provider": delivery.provider,
-        "event": delivery.event,
-        "url": delivery.url,
-        "status": delivery.status,
-        "created_at": delivery.created_at,
-        "next_attempt_at": delivery.next_attempt_at,
-        "attempts": [
-            {
-                "number": a.number,
-                "time": a.time,
-                "status": a.status,
-                "latency_ms": a.latency_ms,
-                "error": a.error,
-                "backoff_seconds": a.backoff_seconds,
-                "next_attempt_at": a.next_attempt_at,
-                "response_excerpt": a.response_excerpt,
-            }
-            for a in delivery.attempts
-        ],
-        "payload": delivery.payload,
-    }
 
 
 class WebhookDispatcher:
@@ -321,6 +295,20 @@ class WebhookDispatcher:
         await self._state.put_delivery(delivery)
         return delivery
 
+    async def first_of_series(self, resent: DeliveryRecord, within: float | None = None) -> DeliveryRecord:
+        """``resent`` as of its new series' first attempt once any instance made it (within ``within`` s),
+        even when the series' retry, due a moment later (full jitter), was made before this read it."""
+        first = resent.series_start + 1
+        latest = resent
+
+        async def made() -> bool:
+            nonlocal latest
+            latest = await self._state.get_delivery(resent.id) or latest
+            return len(latest.attempts) >= first
+
+        await self._until(made, within)
+        return _as_of(latest, first) if len(latest.attempts) >= first else latest
+
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
         """A delivery by id."""
         return await self._state.get_delivery(delivery_id)
@@ -331,6 +319,15 @@ class WebhookDispatcher:
 
     async def settle(self, within: float | None = None) -> None:
         """Wait until every delivery due by the clock has made its attempt (for at most ``within`` s)."""
+
+        async def settled() -> bool:
+            due = await self._state.next_delivery_due()
+            return not self._attempting and (due is None or due > self._clock.now())
+
+        await self._until(settled, within)
+
+    async def _until(self, done: Callable[[], Awaitable[bool]], within: float | None) -> None:
+        """Until ``done()`` (asked after each attempt here, and every 0.2 s), for at most ``within`` s."""
         limit = self.policy.attempt_timeout + 1.0 if within is None else within
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
@@ -338,10 +335,8 @@ class WebhookDispatcher:
                     self._progress.clear()
                     if self._task is None:
                         await self._claim_due()  # no loop running (tests driving it by hand)
-                    due = await self._state.next_delivery_due()
-                    if not self._attempting and (due is None or due > self._clock.now()):
+                    if await done():
                         return
-                    # Woken by an attempt ending here; re-read now and then for those of other instances.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(POLL_SECONDS * 4):
                             await self._progress.wait()
@@ -477,6 +472,18 @@ class WebhookDispatcher:
             error = f"{type(exc).__name__}: {exc}"
         latency = round((time.perf_counter() - started) * 1000, 3)
         return AttemptRecord(number, at, status, latency, error, response_excerpt=excerpt)
+
+
+def _as_of(delivery: DeliveryRecord, attempts: int) -> DeliveryRecord:
+    """A copy of ``delivery`` as it was stored right after its first ``attempts`` attempts: each attempt
+    records what ``_attempt_once`` decided (a 2xx succeeded, a refusal refused, no next time failed)."""
+    last = delivery.attempts[attempts - 1]
+    status = "refused" if last.refused else "succeeded" if last.error is None else "pending"
+    if status == "pending" and last.next_attempt_at is None:
+        status = "failed"
+    return dataclasses.replace(
+        delivery, attempts=delivery.attempts[:attempts], status=status, next_attempt_at=last.next_attempt_at
+    )
 
 
 def _delivery_id(name: str) -> str:

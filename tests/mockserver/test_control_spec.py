@@ -18,6 +18,7 @@ import pytest
 import requests
 import schemathesis
 from _mock_test_helpers import sweep_run
+from redis_fixture import RedisServer
 
 from mockserver.core.router import Router
 from mockserver.core.spec import JSON_MEDIA_TYPE, Spec, load_spec
@@ -266,15 +267,89 @@ def test_webhook_deliveries(mock: Any, unreachable_hook: str) -> None:
         mock.advance(PAST_ANY_BACKOFF)
     resent = control(mock, "POST", path, status=202)
     assert resent["id"] == delivery["id"]
-    # The first attempt of the new series is made before the answer. With full jitter its retry can be due
-    # a few milliseconds later and made before the answer too (seen in CI): at least one new attempt.
-    first_series = RetryPolicy().max_attempts
-    assert len(resent["attempts"]) >= first_series + 1
-    assert resent["attempts"][first_series]["number"] == first_series + 1
+    # Exactly the new series' first attempt, even when its retry is due milliseconds later (full jitter).
+    assert len(resent["attempts"]) == RetryPolicy().max_attempts + 1
     error(mock, "GET", "/webhooks/msg_unknown", status=404, code="not_found")
     error(mock, "POST", "/webhooks/msg_unknown/resend", status=404, code="not_found")
     secrets = control(mock, "GET", "/webhooks/secrets")
     assert set(secrets["secrets"]) == {ARTIFICIAL}
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_resend_answers_exactly_the_first_attempt_of_the_new_series(
+    backend: str, request: pytest.FixtureRequest, start_mock: Any, unreachable_hook: str
+) -> None:
+    state = {"state": "memory"}
+    if backend == "redis":
+        redis_url = request.getfixturevalue("redis_server").url
+        state = {"state": redis_url, "state_prefix": request.getfixturevalue("redis_prefix")}
+    mock = start_mock(**state)
+    assert mock.server is not None
+    # No backoff: each retry is due the moment the attempt before it failed (what full jitter draws now
+    # and then), so a resend's retry is always due before its answer could be written.
+    mock.server.mock.services.webhooks.policy = RetryPolicy(base_seconds=0.0)
+    start_run(mock, webhook=unreachable_hook)
+    (delivery,) = control(mock, "GET", "/webhooks")["deliveries"]
+    path = f"/webhooks/{delivery['id']}"
+    series = RetryPolicy().max_attempts
+    for _ in range(4 * series):  # bounded: each advance makes every due attempt
+        if control(mock, "GET", path)["status"] != "pending":
+            break
+        mock.advance(0)
+    finished = control(mock, "GET", path)
+    assert finished["status"] == "failed"
+    assert len(finished["attempts"]) == series
+
+    resent = control(mock, "POST", f"{path}/resend", status=202)
+    assert [a["number"] for a in resent["attempts"]] == list(range(1, series + 2))
+    first = resent["attempts"][series]
+    assert first["error"]
+    assert resent["status"] == "pending"
+    assert resent["next_attempt_at"] == first["next_attempt_at"] is not None
+    # The rest of the new series is still made (after the answer).
+    for _ in range(4 * series):
+        if control(mock, "GET", path)["status"] != "pending":
+            break
+        mock.advance(0)
+    again = control(mock, "GET", path)
+    assert again["status"] == "failed"
+    assert len(again["attempts"]) == 2 * series
+
+
+STATE_ROUTES = [
+    ("POST", "/reset", None),
+    ("POST", "/clock/advance", {"seconds": 60}),
+    ("GET", "/requests", None),
+    ("GET", "/violations", None),
+    ("POST", "/faults", {"provider": PAHLAVAN, "status": 500}),
+    ("GET", "/faults", None),
+    ("DELETE", "/faults", None),
+    ("GET", "/files/file_unknown/out.png", None),
+    ("GET", "/webhooks", None),
+    ("GET", "/webhooks/secrets", None),
+    ("GET", "/webhooks/msg_unknown", None),
+    ("POST", "/webhooks/msg_unknown/resend", None),
+    ("GET", "/resources", None),
+    ("GET", "/metrics", None),
+]
+"""Control routes that read or change the state (accounts and keys too, declared in their own sections)."""
+
+
+def test_state_backend_down_is_a_declared_503(own_redis: RedisServer, start_mock: Any) -> None:
+    # own_redis first: set up before the mock, so it is up again when the mock's teardown reads it.
+    mock = start_mock(state=own_redis.url, state_prefix="control503")
+    control(mock, "GET", "/faults")
+    own_redis.stop()
+    try:
+        for method, path, body in STATE_ROUTES:
+            response = mock.http.request(method, f"{mock.base_url}/_mock{path}", json=body, timeout=30)
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.json()["error"]["code"] == "unavailable"
+            assert response.headers["Retry-After"] == "1"
+            assert spec_errors(method, path, 503, response) == []
+    finally:
+        own_redis.start()
+    assert control(mock, "GET", "/faults") == {"faults": []}
 
 
 def test_files(mock: Any) -> None:

@@ -104,6 +104,27 @@ def test_requests_arrive_live_with_redacted_details(mock: Any) -> None:
     assert other not in json.dumps(detail)
 
 
+def test_every_credential_header_of_the_one_list_is_redacted_in_details(mock: Any) -> None:
+    """Credential headers are the recording format's one list (``mockserver.recordings``): one only it
+    named (a cloud session token, no key the mock knows) showed its value in the dashboard."""
+    token = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
+    signature = "v1,c2lnbmF0dXJlLW9mLWEtd2ViaG9vaw=="
+    headers = {
+        "X-Amz-Security-Token": token,
+        "X-Goog-Api-Key": "AIzaEXAMPLEKEY",
+        "Webhook-Signature": signature,
+    }
+    with listening(mock) as events:
+        assert mock.get(SPACEAI, "/v1/models", headers=headers).status_code == 200
+        entry = events.next_request()
+    detail = control(mock, "GET", f"/requests/{entry['id']}")
+    shown = detail["request"]["headers"]
+    for name in headers:
+        assert shown[name] == "[redacted]", name
+    for value in (token, "AIzaEXAMPLEKEY", signature):
+        assert value not in json.dumps(detail)
+
+
 def test_a_body_arriving_after_its_headers_is_captured(mock: Any) -> None:
     """A body that reaches the mock after its headers (a slow or loaded client) is read chunk by chunk;
     its details show it all the same (they showed none: the dashboard test failed under load)."""
