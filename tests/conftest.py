@@ -10,10 +10,12 @@ Fixtures:
     attach_mock   turns any running server into a reset, violation-checked ``MockClient`` for one test
     start_mock    a dedicated server with custom settings for one test (``start_mock(rate_limit=3)``)
     mock_cli      ``with mock_cli("--fixtures", path) as origin``: ``python -m mockserver`` as a user runs it
-    state_backend ``memory`` or ``redis``: every fixture above runs its servers on both (test ids ``[memory]``,
-                  ``[redis]``; Redis: the session's redis-server, a prefix of each server's own). A test
-                  about one backend pins it: ``@pytest.mark.parametrize("state_backend", ["memory"],
-                  indirect=True)`` with a comment saying why.
+    state_backend ``memory`` or ``redis``: every fixture above but ``mock_cli`` runs its servers on both
+                  (test ids ``[memory]``, ``[redis]``; Redis: the session's redis-server, a prefix of each
+                  server's own). A test about one backend pins it, with a comment saying why:
+                  ``@pytest.mark.parametrize("state_backend", ["memory"], indirect=True)``.
+                  ``mock_cli`` is the CLI as the README starts it (memory); the CLI on Redis is tested in
+                  test_cli_state.py and test_shared_service.py.
 """
 
 from __future__ import annotations
@@ -95,8 +97,9 @@ def state_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def backend_settings(request: pytest.FixtureRequest, state_backend: str) -> Callable[[], dict[str, Any]]:
-    """``backend_settings()``: the settings one new server needs for ``state_backend``: nothing for memory;
-    the session's redis-server and a fresh prefix for Redis (skipped without redis-server, failed under CI)."""
+    """``backend_settings()``: the settings one new server needs for ``state_backend``: nothing for
+    memory; the session's redis-server and a fresh prefix for Redis (skipped without redis-server, failed
+    under CI)."""
     if state_backend == "memory":
         return dict
     url = request.getfixturevalue("redis_server").url
@@ -125,7 +128,9 @@ def server_pool(
     def get(**changes: Any) -> ServerThread:
         settings = server_settings(**changes)
         if settings not in servers:
-            servers[settings] = ServerThread(server_settings(**_with_backend(backend_settings, changes))).start()
+            servers[settings] = ServerThread(
+                server_settings(**_with_backend(backend_settings, changes))
+            ).start()
         return servers[settings]
 
     yield get

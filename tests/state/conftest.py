@@ -101,7 +101,6 @@ async def pair(make_state: StateMaker, backend: str) -> tuple[State, State]:
     return (first, first) if backend == "memory" else (first, await make_state())
 
 
-
 @pytest.fixture
 def start_mock(start_server_as_set: Callable[..., Any]) -> Callable[..., Any]:
     """``start_mock(**settings)`` without the root fixture's ``state_backend`` parameter: the tests here
