@@ -35,7 +35,7 @@ from mockserver.state.records import (
     WalletView,
 )
 from mockserver.state.redis.batch import ScriptBatch
-from mockserver.state.redis.connection import SOCKET_TIMEOUT, Conn, describe, text
+from mockserver.state.redis.connection import SOCKET_TIMEOUT, Conn, describe, dumps, text
 from mockserver.state.redis.journal import JournalStore
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.ledger import Ledger, seed_ops
@@ -253,7 +253,7 @@ class RedisState(State):
                     fault.provider or "",
                     fault.operation_id or "",
                     "" if fault.remaining is None else str(fault.remaining),
-                    orjson.dumps(fault.to_json()),
+                    dumps(fault.to_json()),
                     names.notices,
                 ],
             )
