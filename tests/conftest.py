@@ -10,6 +10,12 @@ Fixtures:
     attach_mock   turns any running server into a reset, violation-checked ``MockClient`` for one test
     start_mock    a dedicated server with custom settings for one test (``start_mock(rate_limit=3)``)
     mock_cli      ``with mock_cli("--fixtures", path) as origin``: ``python -m mockserver`` as a user runs it
+    state_backend ``memory`` or ``redis``: every fixture above but ``mock_cli`` runs its servers on both
+                  (test ids ``[memory]``, ``[redis]``; Redis: the session's redis-server, a prefix of each
+                  server's own). A test about one backend pins it, with a comment saying why:
+                  ``@pytest.mark.parametrize("state_backend", ["memory"], indirect=True)``.
+                  ``mock_cli`` is the CLI as the README starts it (memory); the CLI on Redis is tested in
+                  test_cli_state.py and test_shared_service.py.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,16 +85,52 @@ MockClient = MockControl
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
+BACKENDS = ("memory", "redis")
+"""The state backends every server fixture runs on."""
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def state_backend(request: pytest.FixtureRequest) -> str:
+    """The state backend of this test's servers (a test parameter: ``[memory]``, ``[redis]``)."""
+    return str(request.param)
+
 
 @pytest.fixture(scope="session")
-def server_pool() -> Iterator[Callable[..., ServerThread]]:
-    """``server_pool(**settings)``: a running server for those settings, started once per session."""
+def backend_settings(request: pytest.FixtureRequest, state_backend: str) -> Callable[[], dict[str, Any]]:
+    """``backend_settings()``: the settings one new server needs for ``state_backend``: nothing for
+    memory; the session's redis-server and a fresh prefix for Redis (skipped without redis-server, failed
+    under CI)."""
+    if state_backend == "memory":
+        return dict
+    url = request.getfixturevalue("redis_server").url
+
+    def redis() -> dict[str, Any]:
+        return {"state": url, "state_prefix": f"t{uuid.uuid4().hex[:12]}"}
+
+    return redis
+
+
+def _with_backend(backend: Callable[[], dict[str, Any]], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` on the test's backend, unless they name a state of their own."""
+    if "state" in changes:
+        return changes
+    return {**backend(), **changes}
+
+
+@pytest.fixture(scope="session")
+def server_pool(
+    backend_settings: Callable[[], dict[str, Any]],
+) -> Iterator[Callable[..., ServerThread]]:
+    """``server_pool(**settings)``: a running server for those settings (on ``state_backend``), started
+    once per session."""
     servers: dict[Settings, ServerThread] = {}
 
     def get(**changes: Any) -> ServerThread:
         settings = server_settings(**changes)
         if settings not in servers:
-            servers[settings] = ServerThread(settings).start()
+            servers[settings] = ServerThread(
+                server_settings(**_with_backend(backend_settings, changes))
+            ).start()
         return servers[settings]
 
     yield get
@@ -139,15 +182,29 @@ def mock(mock_server: ServerThread, attach_mock: Callable[[ServerThread], MockCl
 
 
 @pytest.fixture
-def start_mock(
+def start_server_as_set(
     attach_mock: Callable[[ServerThread], MockClient], _test_servers: list[ServerThread]
 ) -> Callable[..., MockClient]:
-    """``start_mock(**settings)``: a dedicated server for this test, stopped (cleanly) at its end."""
+    """``start_server_as_set(**settings)``: a dedicated server with exactly these settings (memory unless
+    they name a ``state``), stopped (cleanly) at the test's end."""
 
     def start(**changes: Any) -> MockClient:
         server = ServerThread(server_settings(**changes)).start()
         _test_servers.append(server)
         return attach_mock(server)
+
+    return start
+
+
+@pytest.fixture
+def start_mock(
+    start_server_as_set: Callable[..., MockClient], backend_settings: Callable[[], dict[str, Any]]
+) -> Callable[..., MockClient]:
+    """``start_mock(**settings)``: a dedicated server for this test on ``state_backend`` (unless the
+    settings name a ``state``), stopped (cleanly) at its end."""
+
+    def start(**changes: Any) -> MockClient:
+        return start_server_as_set(**_with_backend(backend_settings, changes))
 
     return start
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from mockserver.control.base import MOCK, ControlError, ControlHandler, number, read_body
+from mockserver.core.billing import MAX_CHARGE_CENTS
 from mockserver.state.api import State
 from mockserver.state.records import KeyRecord, WalletView
 from mockserver.state.seed import key_id_of
@@ -75,10 +76,12 @@ def _cents(data: dict[str, Any], name: str, *, nullable: bool) -> int | None:
     value = data[name]
     if value is None and nullable:
         return None
+    # Capped at the largest charge priced: past it cents are not exact as a JSON number for most
+    # clients, and the Redis backend's encoder refuses integers past 64 bits (a 500 before).
     try:
-        cents: int = number(data, name, integer=True)
+        cents: int = number(data, name, integer=True, maximum=MAX_CHARGE_CENTS)
     except ControlError:
-        kind = "an integer >= 0 or null" if nullable else "an integer >= 0"
+        kind = f"an integer from 0 to {MAX_CHARGE_CENTS}" + (" or null" if nullable else "")
         raise ControlError(400, f"'{name}' must be {kind}") from None
     return cents
 

@@ -30,6 +30,11 @@ except ImportError:  # the same rule as a missing browser (conftest.py): CI fail
         raise
     pytest.skip("selenium is not installed (pip install -e '.[test]')", allow_module_level=True)
 
+# The dashboard's browser tests drive a page, not the state: a Chromium session per backend would double the
+# suite's most expensive tests for no new coverage (the control API the page reads runs on both backends in
+# tests/mockserver/test_dashboard_api.py).
+pytestmark = pytest.mark.parametrize("state_backend", ["memory"], indirect=True)
+
 WAIT_SECONDS = 20.0
 """How long a step may take to show on screen (generous: the machine may be loaded)."""
 

@@ -39,3 +39,11 @@ def sweep_run(max_examples: int) -> dict[str, Any]:
             "database": "none",
         },
     }
+
+
+def healthy_state(server: Any) -> dict[str, Any]:
+    """What ``GET /_mock/health`` says of a healthy state on ``server``'s backend (Redis adds its URL and
+    this instance's number: the first instance on a fresh prefix is 1)."""
+    if server.settings.state == "memory":
+        return {"backend": "memory", "status": "ok"}
+    return {"backend": "redis", "url": server.settings.state, "instance": 1, "status": "ok"}

@@ -9,7 +9,7 @@ import hmac
 import io
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -119,10 +119,11 @@ class Client:
 
 
 @asynccontextmanager
-async def serve(seed: int = 0, fixtures: Path | None = None) -> AsyncIterator[Client]:
+async def serve(seed: int = 0, fixtures: Path | None = None, **backend: Any) -> AsyncIterator[Client]:
+    """The ArtificialStudio-only mock in this event loop (on the state ``backend`` names; memory without)."""
     settings = Settings(
         seed=seed, providers=(PROVIDER,), response_validation="strict", job_speed=JOB_SPEED, fixtures=fixtures
-    )
+    ).with_changes(**backend)
     app = create_app(settings)
     async with listen(app) as origin, aiohttp.ClientSession() as session:
         client = Client(session, origin, app[MOCK])
@@ -131,8 +132,8 @@ async def serve(seed: int = 0, fixtures: Path | None = None) -> AsyncIterator[Cl
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    async with serve() as c:
+async def client(backend_settings: Callable[[], dict[str, Any]]) -> AsyncIterator[Client]:
+    async with serve(**backend_settings()) as c:
         yield c
 
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from mockserver.control.accounts import key_prefix
+from mockserver.core.billing import MAX_CHARGE_CENTS
 from mockserver.state.records import KeyRecord
 from mockserver.state.seed import key_id_of
 
@@ -201,6 +202,32 @@ def test_spend_limit_update(mock: Any) -> None:
         assert_control_error(call(mock, "PUT", path, bad), 400, "invalid_request")
     missing = call(mock, "PUT", f"/keys/{PAHLAVAN}/key_000000000000/spend-limit", {"spend_limit_cents": 1})
     assert_control_error(missing, 404, "not_found")
+
+
+@pytest.mark.parametrize("too_many", [MAX_CHARGE_CENTS + 1, 2**64, 2**64 + 1, 10**40])
+def test_cents_past_the_largest_charge_are_a_400_and_change_nothing(mock: Any, too_many: int) -> None:
+    """Past 2^53 - 1 a wallet or a spend limit is refused in the control envelope (on Redis, past 64 bits,
+    it was a 500: its encoder refuses such integers), and nothing stored changes."""
+    wallet = f"/accounts/{PAHLAVAN}/{ACCOUNT}/wallet"
+    assert mock.control("PUT", wallet, {"wallet_cents": MAX_CHARGE_CENTS})["wallet_cents"] == MAX_CHARGE_CENTS
+    refused = call(mock, "PUT", wallet, {"wallet_cents": too_many})
+    assert_control_error(refused, 400, "invalid_request")
+    assert str(MAX_CHARGE_CENTS) in refused.json()["error"]["message"]
+    assert mock.control("GET", f"/accounts?provider={PAHLAVAN}")["accounts"][0]["wallet_cents"] == (
+        MAX_CHARGE_CENTS
+    )
+
+    created = call(mock, "POST", "/keys", {"provider": PAHLAVAN, "name": "x", "spend_limit_cents": too_many})
+    assert_control_error(created, 400, "invalid_request")
+    assert len(keys(mock)) == len(SEEDED_KEYS)
+
+    key_id = keys(mock)[0]["key_id"]
+    limit = f"/keys/{PAHLAVAN}/{key_id}/spend-limit"
+    assert mock.control("PUT", limit, {"spend_limit_cents": MAX_CHARGE_CENTS})["spend_limit_cents"] == (
+        MAX_CHARGE_CENTS
+    )
+    assert_control_error(call(mock, "PUT", limit, {"spend_limit_cents": too_many}), 400, "invalid_request")
+    assert keys(mock)[0]["spend_limit_cents"] == MAX_CHARGE_CENTS
 
 
 def test_revoked_key_is_401_in_the_providers_envelope(mock: Any) -> None:

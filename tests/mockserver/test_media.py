@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import av
@@ -136,8 +137,11 @@ class Server:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    settings = Settings(providers=("artificialstudio",), response_validation="strict")
+async def server(backend_settings: Callable[[], dict[str, Any]]) -> AsyncIterator[Server]:
+    """The ArtificialStudio-only mock in this event loop, on this test's state backend."""
+    settings = Settings(providers=("artificialstudio",), response_validation="strict").with_changes(
+        **backend_settings()
+    )
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()

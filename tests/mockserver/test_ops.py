@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _mock_test_helpers import healthy_state
 from httpx_sse import connect_sse
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -231,7 +232,7 @@ def test_health_reports_the_state_backend(start_mock: Any) -> None:
     url = f"{mock.base_url}/_mock/health"
     response = mock.http.get(url, timeout=10)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"state": {"backend": "memory", "status": "ok"}}}
+    assert response.json() == {"status": "ok", "checks": {"state": healthy_state(mock.server)}}
     store = mock.server.mock.services.state
 
     async def degraded() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -166,8 +166,9 @@ async def serve(**changes: Any) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-async def pv() -> AsyncIterator[Client]:
-    async with serve() as client:
+async def pv(backend_settings: Callable[[], dict[str, Any]]) -> AsyncIterator[Client]:
+    """The Pahlavan-only mock on this test's state backend (conftest.py's ``state_backend``)."""
+    async with serve(**backend_settings()) as client:
         yield client
 
 

@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,16 +105,19 @@ class Client:
 
 
 @asynccontextmanager
-async def serve(seed: int = 0) -> AsyncIterator[Client]:
-    settings = Settings(seed=seed, providers=(PROVIDER,), response_validation="strict", signing_secret="seed")
+async def serve(seed: int = 0, **backend: Any) -> AsyncIterator[Client]:
+    """The mock in this event loop (on the state ``backend`` names; memory without)."""
+    settings = Settings(
+        seed=seed, providers=(PROVIDER,), response_validation="strict", signing_secret="seed"
+    ).with_changes(**backend)
     app = create_app(settings)
     async with listen(app) as origin, aiohttp.ClientSession() as session:
         yield Client(session, origin, app[MOCK])
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    async with serve() as c:
+async def client(backend_settings: Callable[[], dict[str, Any]]) -> AsyncIterator[Client]:
+    async with serve(**backend_settings()) as c:
         yield c
         assert (await c.control("GET", "/violations"))[1]["violations"] == []
 

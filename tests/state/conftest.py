@@ -99,3 +99,10 @@ async def pair(make_state: StateMaker, backend: str) -> tuple[State, State]:
     """Two states sharing one backend (memory: the same state twice)."""
     first = await make_state()
     return (first, first) if backend == "memory" else (first, await make_state())
+
+
+@pytest.fixture
+def start_mock(start_server_as_set: Callable[..., Any]) -> Callable[..., Any]:
+    """``start_mock(**settings)`` without the root fixture's ``state_backend`` parameter: the tests here
+    name their backend (``state=...``) themselves, so running them once per backend would repeat them."""
+    return start_server_as_set

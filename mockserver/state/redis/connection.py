@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -103,6 +105,15 @@ class Conn:
         """Close every pooled connection."""
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
+
+
+def dumps(value: Any) -> bytes:
+    """A record's JSON for Redis. orjson refuses integers past 64 bits, which a request body may carry
+    (kept in a job's or resource's data): those records take the standard library's encoder instead."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def text(value: Any) -> str:

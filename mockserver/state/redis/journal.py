@@ -19,7 +19,7 @@ import orjson
 from mockserver.core.journal import ENTRY_BYTES, MAX_PATH_CHARS, TRUNCATED, VIOLATIONS
 from mockserver.errors import StateError
 from mockserver.state.api import JournalRow
-from mockserver.state.redis.connection import Conn
+from mockserver.state.redis.connection import Conn, dumps
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
 
@@ -165,7 +165,7 @@ class JournalStore:
     async def add_violation(self, violation: dict[str, Any]) -> None:
         """Remember a violation (the newest ``VIOLATIONS`` are kept)."""
         async with self._conn.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(self._names.violations, orjson.dumps(violation))
+            pipe.rpush(self._names.violations, dumps(violation))
             pipe.ltrim(self._names.violations, -VIOLATIONS, -1)
             await self._conn.call(pipe.execute())
 

@@ -12,7 +12,7 @@ import orjson
 from mockserver.core.clock import Clock
 from mockserver.core.retention import DELIVERIES_KEPT
 from mockserver.state.records import DeliveryRecord, JobRecord
-from mockserver.state.redis.connection import Conn
+from mockserver.state.redis.connection import Conn, dumps
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
 from mockserver.state.redis.tables import Tables, live
@@ -45,7 +45,7 @@ class Queues:
                 keys=[names.jobs(job.provider), names.jobs_time(job.provider), names.kinds],
                 args=[
                     job.id,
-                    orjson.dumps(job.to_json()),
+                    dumps(job.to_json()),
                     now,
                     expired_by,
                     cap,
@@ -132,7 +132,7 @@ class Queues:
                     names.jobs_due,
                     names.job_lease_prefix() + member,
                 ],
-                args=[job.id, orjson.dumps(job.to_json()), member, names.notices],
+                args=[job.id, dumps(job.to_json()), member, names.notices],
             )
         )
 
@@ -160,7 +160,7 @@ class Queues:
                 ],
                 args=[
                     delivery.id,
-                    orjson.dumps(delivery.to_json()),
+                    dumps(delivery.to_json()),
                     repr(delivery.created_at),
                     "" if delivery.next_attempt_at is None else repr(delivery.next_attempt_at),
                     "0" if delivery.status == "pending" else "1",

@@ -20,7 +20,7 @@ from mockserver.core.clock import Clock
 from mockserver.core.ratelimit import WINDOW_SECONDS, RateState
 from mockserver.errors import StateError
 from mockserver.settings import Settings
-from mockserver.state.api import KEEP, Admission, JournalRow, Keep, State, Topic
+from mockserver.state.api import KEEP, MISS, Admission, JournalRow, Keep, Miss, State, Topic
 from mockserver.state.holds import HoldSweeper, sweep_interval
 from mockserver.state.records import (
     AccountRecord,
@@ -36,7 +36,7 @@ from mockserver.state.records import (
     WalletView,
 )
 from mockserver.state.redis.batch import ScriptBatch
-from mockserver.state.redis.connection import SOCKET_TIMEOUT, Conn, describe, text
+from mockserver.state.redis.connection import SOCKET_TIMEOUT, Conn, describe, dumps, text
 from mockserver.state.redis.journal import JournalStore
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.ledger import Ledger, seed_ops
@@ -257,7 +257,7 @@ class RedisState(State):
                     fault.provider or "",
                     fault.operation_id or "",
                     "" if fault.remaining is None else str(fault.remaining),
-                    orjson.dumps(fault.to_json()),
+                    dumps(fault.to_json()),
                     names.notices,
                 ],
             )
@@ -289,6 +289,11 @@ class RedisState(State):
     async def find_key(self, provider: str, secret: str) -> KeyRecord | None:
         """The key with this secret (cached per instance)."""
         return await self._ledger.find_key(provider, secret)
+
+    def cached_key(self, provider: str, secret: str) -> KeyRecord | Miss | None:
+        """A key this instance has seen (its cache: no round trip), else ``MISS``. An unknown secret is
+        never cached (a key added on another instance must be found), so only a known one answers here."""
+        return self._ledger.cache.get((provider, secret), MISS)
 
     async def key_by_id(self, provider: str, key_id: str) -> KeyRecord | None:
         """A key by its handle."""

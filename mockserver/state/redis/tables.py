@@ -15,7 +15,7 @@ from mockserver.core.clock import Clock
 from mockserver.core.retention import FILES_PER_RESOURCE
 from mockserver.settings import Settings
 from mockserver.state.records import FileRecord, R, Resource
-from mockserver.state.redis.connection import Conn, text
+from mockserver.state.redis.connection import Conn, dumps, text
 from mockserver.state.redis.keys import KeyNames
 from mockserver.state.redis.scripts import Scripts
 
@@ -54,7 +54,7 @@ class Tables:
                 keys=[names.resources(provider, kind), names.resources_time(provider, kind), names.kinds],
                 args=[
                     resource.id,
-                    orjson.dumps(resource.to_json()),
+                    dumps(resource.to_json()),
                     now,
                     expired_by,
                     cap,
@@ -115,7 +115,7 @@ class Tables:
                 keys=[names.files, names.files_time, names.kinds],
                 args=[
                     record.id,
-                    orjson.dumps(record.to_json()),
+                    dumps(record.to_json()),
                     now,
                     expired_by,
                     str(self.files_cap),
