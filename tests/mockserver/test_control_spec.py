@@ -331,8 +331,14 @@ STATE_ROUTES = [
     ("POST", "/webhooks/msg_unknown/resend", None),
     ("GET", "/resources", None),
     ("GET", "/metrics", None),
+    ("GET", "/accounts", None),
+    ("PUT", f"/accounts/{PAHLAVAN}/user_123/wallet", {"wallet_cents": 7}),
+    ("GET", "/keys", None),
+    ("POST", "/keys", {"provider": PAHLAVAN, "name": "ci"}),
+    ("PUT", f"/keys/{PAHLAVAN}/key_000000000000/spend-limit", {"spend_limit_cents": 1}),
+    ("DELETE", f"/keys/{PAHLAVAN}/key_000000000000", None),
 ]
-"""Control routes that read or change the state (accounts and keys too, declared in their own sections)."""
+"""Control routes that read or change the state."""
 
 
 def test_state_backend_down_is_a_declared_503(own_redis: RedisServer, start_mock: Any) -> None:
