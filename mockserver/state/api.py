@@ -87,6 +87,11 @@ class State(abc.ABC):
     instance: int
     """A number unique among the instances sharing the backend, set by ``open`` (0 for memory): id
     factories mix it in, so two instances started with the same seed never hand out the same id."""
+    lossless_notices: bool = False
+    """True when ``changed`` events never miss a change (one process, no wire): the background loops then
+    wake on those events and on due times only, and re-read the state once a lease (what runs out without
+    an event) instead of every second. A shared backend's notices can be lost: they keep the short
+    re-check."""
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
