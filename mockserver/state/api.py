@@ -87,6 +87,11 @@ class State(abc.ABC):
     instance: int
     """A number unique among the instances sharing the backend, set by ``open`` (0 for memory): id
     factories mix it in, so two instances started with the same seed never hand out the same id."""
+    lossless_notices: bool = False
+    """True when ``changed`` events never miss a change (one process, no wire): the background loops then
+    wake on those events and on due times only, and re-read the state once a lease (what runs out without
+    an event) instead of every second. A shared backend's notices can be lost: they keep the short
+    re-check."""
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -365,22 +370,17 @@ class ProviderState:
     """One provider's view of ``State``: the seed's data at hand and the state's calls with the provider
     filled in (what a provider handler gets as ``call.state``)."""
 
-    __slots__ = ("_state", "provider_id", "seed")
+    __slots__ = ("_state", "extra", "models", "provider_id", "seed")
 
     def __init__(self, state: State, provider_id: str) -> None:
         self._state = state
         self.provider_id = provider_id
         self.seed = state.seed(provider_id)
-
-    @property
-    def models(self) -> Mapping[str, dict[str, Any]]:
+        # Plain attributes, not properties over the seed (it never changes): handlers read them per request.
+        self.models: Mapping[str, dict[str, Any]] = self.seed.models
         """The seed's models by id."""
-        return self.seed.models
-
-    @property
-    def extra(self) -> Mapping[str, Any]:
+        self.extra: Mapping[str, Any] = self.seed.extra
         """The seed's other sections (tools, organizations...)."""
-        return self.seed.extra
 
     async def put(self, resource: Resource) -> None:
         """Store a resource of this provider."""

@@ -53,6 +53,7 @@ class MemoryState(State):
     """Every provider's state in this process; ``reset`` restores the seed exactly."""
 
     backend = "memory"
+    lossless_notices = True  # one process: every change sets its event (``_notify``)
 
     def __init__(self, settings: Settings, seeds: Mapping[str, Seed], clock: Clock) -> None:
         self.clock = clock
