@@ -12,6 +12,8 @@ SPACEAI = "spaceai"
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
+# About the memory backend: Redis keeps a 1 s re-check (its pub/sub notices can be lost).
+@pytest.mark.parametrize("state_backend", ["memory"], indirect=True)
 def test_an_idle_mock_on_memory_does_not_re_read_the_state_every_second(
     start_mock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
