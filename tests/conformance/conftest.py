@@ -6,6 +6,8 @@ Fixtures:
     mutant        ``mutant(provider, patch)``: a dedicated mock serving only ``provider`` whose ``Mock`` was
                   changed by ``patch(mock)`` before serving (monkeypatch a handler, the envelope, the limiter)
     run_cli       ``run_cli(*argv)``: ``conformance.cli.main`` in-process; returns (exit code, stdout, stderr)
+    upstream      (per module) the proxy tests' upstream, ``_proxy_helpers.breaking_app`` in a thread: it
+                  breaks one thing per request (header ``X-Break``)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _proxy_helpers import AppThread, breaking_app
 from _suite_helpers import SHARED_RATE_LIMIT, Target, implemented
 from aiohttp import web
 
@@ -75,3 +78,10 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str,
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[AppThread]:
+    app = AppThread(breaking_app).start()
+    yield app
+    app.stop()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from _proxy_helpers import SLOW_PAUSE, AppThread, breaking_app, proxy_thread, violations
+from _proxy_helpers import SLOW_PAUSE, AppThread, proxy_thread, violations
 
 GOOD_KEY = "Bearer sk-test-key-good"
 SPACEAI_CHAT = "/v1/chat/completions"
@@ -31,13 +31,6 @@ CASES = [
     ("no_ratelimit", "spaceai", SPACEAI_CHAT, PLAIN, GOOD_KEY, "ratelimit.headers"),
     ("billing_mismatch", "pahlavan", PAHLAVAN_CHAT, BILLED, GOOD_KEY, "billing.charges"),
 ]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[AppThread]:
-    app = AppThread(breaking_app).start()
-    yield app
-    app.stop()
 
 
 @pytest.fixture

@@ -35,13 +35,6 @@ CERT_OPTIONS = ("-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltNa
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[AppThread]:
-    app = AppThread(breaking_app).start()
-    yield app
-    app.stop()
-
-
 def _stream(url: str, breaks: str) -> None:
     headers = {"Authorization": GOOD_KEY, "X-Break": breaks}
     answer = requests.post(f"{url}/v1/chat/completions", json=STREAMED, headers=headers, timeout=30)

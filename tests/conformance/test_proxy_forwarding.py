@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from _proxy_helpers import SLOW_PAUSE, AppThread, breaking_app, proxy_thread, violations
+from _proxy_helpers import SLOW_PAUSE, AppThread, proxy_thread, violations
 
 from mockserver.recordings import load_recordings
 
@@ -22,13 +22,6 @@ STREAMED = {
     "stream": True,
     "stream_options": {"include_usage": True},
 }
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[AppThread]:
-    app = AppThread(breaking_app).start()
-    yield app
-    app.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from _proxy_helpers import AppThread, breaking_app, proxy_thread, violations
+from _proxy_helpers import AppThread, proxy_thread, violations
 from multidict import MultiDict
 
 from conformance.client import Exchange
@@ -58,13 +58,6 @@ CASES = [
         "#/components/schemas/ChatCompletion/properties/created",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[AppThread]:
-    app = AppThread(breaking_app).start()
-    yield app
-    app.stop()
 
 
 @pytest.fixture
