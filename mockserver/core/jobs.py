@@ -40,6 +40,10 @@ POLL_SECONDS = 0.05
 """How often a poller re-reads a job another instance is finishing."""
 CLAIM_BATCH = 256
 """Jobs claimed at once; the loop yields between batches, so thousands due at once never block it."""
+MAX_FINISHING = 32
+"""Finishers this instance runs at once; the rest of the claimed jobs queue for a slot. Thousands due at once
+(one clock advance) all awaiting the state together starved requests of it: on Redis they held every pooled
+connection past its 2 s wait, and the advance and requests meanwhile got 503s."""
 SETTLE_SECONDS = 10.0
 """Longest ``settle`` waits for jobs other instances are finishing."""
 
@@ -132,6 +136,7 @@ class JobEngine:
         self._recheck = lease_seconds if state.lossless_notices else RECHECK_SECONDS
         self._finishers: dict[str, Mapping[str, Finisher]] = {}
         self._services: Services | None = None
+        self._slots = asyncio.Semaphore(MAX_FINISHING)
         self._running: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Finishers this instance runs now, by (provider, job id): every local waiter shares one run."""
         self._epoch = 0
@@ -264,6 +269,10 @@ class JobEngine:
         return task
 
     async def _run(self, job: JobRecord, epoch: int) -> None:
+        async with self._slots:
+            await self._finish(job, epoch)
+
+    async def _finish(self, job: JobRecord, epoch: int) -> None:
         if job.finisher is not None:
             finisher = self._finishers.get(job.provider, {}).get(job.finisher)
             try:
