@@ -23,8 +23,6 @@ import requests
 from mockserver.recordings import CREDENTIAL_HEADERS
 
 REDACTED = "[REDACTED]"
-SENSITIVE_HEADERS = CREDENTIAL_HEADERS
-"""Headers masked whole in whatever the suite shows: the recording format's one list."""
 WORD = r"A-Za-z0-9_~\-"
 TOKEN_CHARS = WORD + "."
 """Characters that continue a key-like token: a secret next to one of them is part of a longer word."""
@@ -72,7 +70,7 @@ class Redactor:
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with credential headers masked whole and secrets removed from the rest."""
-        return {k: REDACTED if k.lower() in SENSITIVE_HEADERS else self(str(v)) for k, v in headers.items()}
+        return {k: REDACTED if k.lower() in CREDENTIAL_HEADERS else self(str(v)) for k, v in headers.items()}
 
 
 def _whole(secrets: list[str]) -> re.Pattern[str] | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from conformance.client import SENSITIVE_HEADERS, Exchange, Redactor
+from conformance.client import Exchange, Redactor
 from conformance.proxy.checking import Finding
 from mockserver.recordings import CREDENTIAL_HEADERS, SIGNED_QUERY_NAMES, redact_url
 
@@ -32,9 +32,7 @@ class Secrets:
     """The credential values seen so far, and the one redaction every output goes through."""
 
     def __init__(self, credential_headers: Iterable[str] = ()) -> None:
-        self.headers = frozenset(
-            SENSITIVE_HEADERS | CREDENTIAL_HEADERS | {h.lower() for h in credential_headers}
-        )
+        self.headers = frozenset(CREDENTIAL_HEADERS | {h.lower() for h in credential_headers})
         self.values: set[str] = set()
         self._redactor = Redactor(())
 
